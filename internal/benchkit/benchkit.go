@@ -1,0 +1,128 @@
+// Package benchkit holds what every variant's tests and benchmarks share:
+// the unit metadata benchstat and the gate read, metric reporting, and
+// parameters read from the environment.
+package benchkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/natspipe/natspipe/pipelines"
+)
+
+// Units are the custom benchmark units with their better direction, as
+// benchfmt unit metadata lines. Print them once per benchmark binary.
+var units = []string{
+	"Unit msgs/s better=higher assume=nothing",
+	"Unit eff better=higher assume=nothing",
+	"Unit p50-ms better=lower assume=nothing",
+	"Unit p90-ms better=lower assume=nothing",
+	"Unit p99-ms better=lower assume=nothing",
+	"Unit startup-ms better=lower assume=nothing",
+}
+
+// UnitLines returns the unit metadata lines.
+func UnitLines() []string { return append([]string(nil), units...) }
+
+// PrintUnits writes the unit metadata lines to w.
+func PrintUnits(w io.Writer) {
+	for _, u := range units {
+		fmt.Fprintln(w, u)
+	}
+}
+
+// Main is a TestMain body: it prints the unit metadata when benchmarks run,
+// then runs the tests.
+func Main(m *testing.M) int {
+	if benchmarking() {
+		PrintUnits(os.Stdout)
+	}
+	return m.Run()
+}
+
+func benchmarking() bool {
+	for _, a := range os.Args[1:] {
+		if len(a) > len("-test.bench=") && a[:len("-test.bench=")] == "-test.bench=" {
+			return true
+		}
+	}
+	return false
+}
+
+// Report reports res's metrics on b: msgs/s (steady state), p50-ms, p99-ms
+// and eff (throughput / bound, when the bound is known).
+func Report(b *testing.B, res *pipelines.Result) {
+	b.ReportMetric(res.Throughput, "msgs/s")
+	b.ReportMetric(ms(res.LatencyAt(50)), "p50-ms")
+	b.ReportMetric(ms(res.LatencyAt(99)), "p99-ms")
+	if e := res.Efficiency(); !math.IsNaN(e) {
+		b.ReportMetric(e, "eff")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Spec reads the pipeline spec from the environment over base, failing tb on
+// a bad value.
+func Spec(tb testing.TB, base pipelines.Spec) pipelines.Spec {
+	tb.Helper()
+	s, err := pipelines.SpecFromEnv(base, nil)
+	if err != nil {
+		tb.Fatalf("parameters: %v", err)
+	}
+	return s
+}
+
+// Int reads a non-negative integer parameter from the environment.
+func Int(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	n, err := pipelines.IntFromEnv(nil, name, def)
+	if err != nil {
+		tb.Fatalf("parameters: %v", err)
+	}
+	return n
+}
+
+// Timeout reads NATSPIPE_TIMEOUT, 0 (derived per run) when unset.
+func Timeout(tb testing.TB) time.Duration {
+	tb.Helper()
+	d, err := pipelines.DurationFromEnv(nil, pipelines.EnvTimeout, 0)
+	if err != nil {
+		tb.Fatalf("parameters: %v", err)
+	}
+	return d
+}
+
+// Bench runs b.N messages through s with r, timing only the run, and reports
+// the metrics after the timed section. Setup belongs before it.
+func Bench(b *testing.B, r *pipelines.Runner, s pipelines.Sender) *pipelines.Result {
+	b.Helper()
+	b.ReportAllocs()
+	b.ResetTimer()
+	res, err := r.Run(context.Background(), s, b.N)
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("%v", err)
+	}
+	Report(b, res)
+	return res
+}
+
+// Once returns a function that runs setup the first time it is called and
+// returns its value every time: for fixtures shared by the calls testing.B
+// makes while it ramps b.N.
+func Once[T any](setup func() T) func() T {
+	var v T
+	var done bool
+	return func() T {
+		if !done {
+			v, done = setup(), true
+		}
+		return v
+	}
+}

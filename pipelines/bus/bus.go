@@ -1,0 +1,198 @@
+// Package bus is the NATS plumbing every messaging variant shares: subject
+// names, connections whose asynchronous errors reach the run, the source
+// that publishes into the first stage and the sink subscription on the last.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/natspipe/natspipe/pipelines"
+)
+
+// DefaultURL is the NATS URL used when none is given.
+const DefaultURL = nats.DefaultURL
+
+// Subjects names a pipeline's subjects: "<prefix>.s1" .. "<prefix>.sN" for
+// the stages' inputs and "<prefix>.done" for the sink.
+type Subjects struct {
+	Prefix string
+}
+
+// NewSubjects returns subjects under a fresh unique prefix, so runs sharing a
+// server never see each other's messages.
+func NewSubjects() Subjects { return Subjects{Prefix: "natspipe." + nuid.Next()} }
+
+// Stage is the input subject of stage i (0-based).
+func (s Subjects) Stage(i int) string { return s.Prefix + ".s" + strconv.Itoa(i+1) }
+
+// Done is the subject the last stage publishes to.
+func (s Subjects) Done() string { return s.Prefix + ".done" }
+
+// Next is where stage i of n publishes: the next stage's input, or Done.
+func (s Subjects) Next(i, n int) string {
+	if i+1 >= n {
+		return s.Done()
+	}
+	return s.Stage(i + 1)
+}
+
+// Queue is the queue group of stage i (0-based): its workers share its messages.
+func (s Subjects) Queue(i int) string { return "natspipe-" + pipelines.StageName(i) }
+
+// Faulter receives errors that break a run.
+type Faulter interface {
+	Fault(err error)
+}
+
+// ConnectTimeout bounds a connection attempt.
+const ConnectTimeout = 5 * time.Second
+
+// Connect connects to url as name. Slow-consumer errors, disconnects and
+// other asynchronous errors are reported to f (which may be nil to drop
+// them only when nobody can act on them), never swallowed silently.
+func Connect(url, name string, f Faulter) (*nats.Conn, error) {
+	report := func(err error) {
+		if f != nil {
+			f.Fault(err)
+		}
+	}
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.Timeout(ConnectTimeout),
+		nats.RetryOnFailedConnect(false),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = " on " + sub.Subject
+			}
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+				n, _ := sub.Dropped()
+				report(fmt.Errorf("nats %s: slow consumer%s: %d messages dropped: %w", name, subj, n, err))
+				return
+			}
+			report(fmt.Errorf("nats %s: async error%s: %w", name, subj, err))
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				report(fmt.Errorf("nats %s: disconnected: %w", name, err))
+			}
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s to %s: %w", name, url, err)
+	}
+	return nc, nil
+}
+
+// Source publishes messages into a pipeline's first stage. It implements
+// pipelines.Sender.
+type Source struct {
+	nc      *nats.Conn
+	subject string
+}
+
+// NewSource returns a source publishing on nc to subjects.Stage(0).
+func NewSource(nc *nats.Conn, subjects Subjects) *Source {
+	return &Source{nc: nc, subject: subjects.Stage(0)}
+}
+
+// Send implements pipelines.Sender.
+func (s *Source) Send(ctx context.Context, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.nc.Publish(s.subject, msg); err != nil {
+		return fmt.Errorf("publish to %s: %w", s.subject, err)
+	}
+	return nil
+}
+
+// SubscribeSink subscribes sink to subjects.Done() on nc and waits until the
+// server has registered the interest.
+func SubscribeSink(nc *nats.Conn, subjects Subjects, sink pipelines.Sink) (*nats.Subscription, error) {
+	sub, err := nc.Subscribe(subjects.Done(), func(m *nats.Msg) {
+		sink.Complete(m.Data, time.Now())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sink: subscribe %s: %w", subjects.Done(), err)
+	}
+	if err := Unlimit(sub); err != nil {
+		return nil, err
+	}
+	if err := nc.FlushTimeout(ConnectTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("sink: flush subscription %s: %w", subjects.Done(), err)
+	}
+	return sub, nil
+}
+
+// Unlimit lifts a subscription's client-side pending limits so a burst the
+// window allows is never dropped as a slow consumer; the closed-loop window
+// or the open-loop rate is what bounds the backlog.
+func Unlimit(sub *nats.Subscription) error {
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("subscription %s: pending limits: %w", sub.Subject, err)
+	}
+	return nil
+}
+
+// CloseTimeout bounds how long closing a connection may wait for its
+// handlers to drain.
+const CloseTimeout = 10 * time.Second
+
+// Drain drains nc, letting in-progress handlers finish, and waits until it is
+// closed, at most CloseTimeout; then it closes it hard.
+func Drain(nc *nats.Conn) error {
+	if nc == nil || nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("drain %s: %w", nc.Opts.Name, err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(CloseTimeout):
+		nc.Close()
+		return fmt.Errorf("drain %s: not closed after %v", nc.Opts.Name, CloseTimeout)
+	}
+}
+
+// Endpoint is the harness's side of a messaging pipeline: a connection of its
+// own, a Source into the first stage and the sink's subscription on Done.
+type Endpoint struct {
+	*Source
+	nc  *nats.Conn
+	sub *nats.Subscription
+}
+
+// Attach connects the harness to url and subscribes sink to the pipeline's
+// Done subject; asynchronous errors go to sink.Fault.
+func Attach(url string, subjects Subjects, sink pipelines.Sink) (*Endpoint, error) {
+	nc, err := Connect(url, "natspipe-harness", sink)
+	if err != nil {
+		return nil, fmt.Errorf("harness: %w", err)
+	}
+	sub, err := SubscribeSink(nc, subjects, sink)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("harness: %w", err)
+	}
+	return &Endpoint{Source: NewSource(nc, subjects), nc: nc, sub: sub}, nil
+}
+
+// Conn is the harness's connection, for tests that publish on their own.
+func (e *Endpoint) Conn() *nats.Conn { return e.nc }
+
+// Close drains and closes the harness's connection.
+func (e *Endpoint) Close() error { return Drain(e.nc) }

@@ -1,0 +1,169 @@
+package pipelines
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Record is one message's account: its envelope as it left the last stage
+// (payload dropped), when the source meant to send it and when the sink got it.
+type Record struct {
+	Envelope
+	Intended int64 // Unix ns the source meant to send it (open loop); the send time otherwise
+	Received int64 // Unix ns the sink received it; 0 if lost
+}
+
+// Completed reports whether the message came back.
+func (r *Record) Completed() bool { return r.Received != 0 }
+
+// Result is what one run measured.
+type Result struct {
+	Variant string
+	Spec    Spec
+	N       int     // messages sent
+	Window  int     // closed-loop window; 0 for open loop
+	Rate    float64 // open-loop rate in msgs/s; 0 for closed loop
+	Bound   float64 // theoretical throughput, msgs/s (+Inf if unknown)
+	Start   time.Time
+	Elapsed time.Duration // first send to last message accounted for
+
+	Records    []Record // indexed by seq
+	Completed  int
+	Lost       []uint64 // seqs declared lost, ascending by send time
+	Late       int      // lost messages that came back after all
+	Duplicates int      // completions of an already completed message
+	Strays     int      // completions with an unknown correlation ID
+	Rejected   int      // malformed messages refused by stages or the sink
+	RejectErrs []string // the first few rejections
+	Violations []string // messages that skipped a stage, repeated one, or finished one too soon
+
+	// Throughput is the steady-state rate in msgs/s: completions between the
+	// first and last tenth of the run, so pipeline fill and drain are left out.
+	Throughput float64
+	// Latency holds end-to-end latencies in microseconds: from the send
+	// (closed loop) or the intended send (open loop) to the last stage's end.
+	Latency *hdrhistogram.Histogram
+	// PublishDelay holds, for open loop, how late each send was against its
+	// intended time, in microseconds.
+	PublishDelay *hdrhistogram.Histogram
+}
+
+// NewLatencyHistogram returns a histogram for microsecond latencies from 1 µs
+// to 1 hour at 3 significant figures.
+func NewLatencyHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
+}
+
+func (r *Runner) result(st *runState, end time.Time) *Result {
+	res := &Result{
+		Variant:    r.cfg.Variant,
+		Spec:       r.cfg.Spec,
+		N:          st.n,
+		Bound:      r.cfg.Bound,
+		Start:      st.start,
+		Elapsed:    end.Sub(st.start),
+		Records:    st.records,
+		Completed:  st.completed,
+		Lost:       st.lost,
+		Late:       st.late,
+		Duplicates: st.duplicates,
+		Strays:     st.strays,
+		Rejected:   st.rejected,
+		RejectErrs: st.rejectErrs,
+		Violations: st.violations,
+		Latency:    NewLatencyHistogram(),
+	}
+	if r.cfg.Rate > 0 {
+		res.Rate = r.cfg.Rate
+		res.PublishDelay = NewLatencyHistogram()
+	} else {
+		res.Window = r.cfg.Window
+	}
+	slices.Sort(st.recvMono)
+	if n := len(st.recvMono); n > 0 && len(st.lost) == 0 && st.accounted == st.n {
+		// The last completion, not the wait's end, closes the run.
+		res.Elapsed = max(st.recvMono[n-1], 0)
+	}
+	for i := range st.records {
+		rec := &st.records[i]
+		if !rec.Completed() || len(rec.Stages) == 0 {
+			continue
+		}
+		from := rec.Sent
+		if r.cfg.Rate > 0 {
+			from = rec.Intended
+			_ = res.PublishDelay.RecordValue(max((rec.Sent-rec.Intended)/1e3, 0))
+		}
+		last := rec.Stages[len(rec.Stages)-1].Finished
+		_ = res.Latency.RecordValue(max((last-from)/1e3, 1))
+	}
+	res.Throughput = steadyThroughput(st.recvMono)
+	return res
+}
+
+// steadyThroughput is the completion rate between the first and last tenth
+// of completions (sorted times since start); for fewer than 20 completions,
+// the plain rate from the start.
+func steadyThroughput(recv []time.Duration) float64 {
+	n := len(recv)
+	if n == 0 {
+		return 0
+	}
+	if n < 20 {
+		if recv[n-1] <= 0 {
+			return math.Inf(1)
+		}
+		return float64(n) / recv[n-1].Seconds()
+	}
+	lo, hi := n/10, n-1-n/10
+	span := recv[hi] - recv[lo]
+	if span <= 0 {
+		return math.Inf(1)
+	}
+	return float64(hi-lo) / span.Seconds()
+}
+
+// Efficiency is Throughput over Bound; NaN when the bound is unknown.
+func (res *Result) Efficiency() float64 {
+	if math.IsInf(res.Bound, 1) || res.Bound <= 0 {
+		return math.NaN()
+	}
+	return res.Throughput / res.Bound
+}
+
+// LatencyAt is the end-to-end latency at percentile q (0..100).
+func (res *Result) LatencyAt(q float64) time.Duration {
+	return time.Duration(res.Latency.ValueAtQuantile(q)) * time.Microsecond
+}
+
+// Err summarizes what makes the run wrong: lost or duplicated messages, or
+// stage violations. Rejected malformed messages and strays are not errors.
+func (res *Result) Err() error {
+	var parts []string
+	if len(res.Lost) > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d messages lost (never reached %s): %s",
+			len(res.Lost), res.N, StageName(res.Spec.Stages()-1), seqList(res.Lost)))
+	}
+	if res.Duplicates > 0 {
+		parts = append(parts, fmt.Sprintf("%d duplicate completions", res.Duplicates))
+	}
+	if len(res.Violations) > 0 {
+		parts = append(parts, fmt.Sprintf("%d violations: %s", len(res.Violations), strings.Join(res.Violations, "; ")))
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return fmt.Errorf("run %s: %s", res.Variant, strings.Join(parts, "; "))
+}
+
+// Summary is a one-line human summary of the run.
+func (res *Result) Summary() string {
+	return fmt.Sprintf("%s: %d/%d msgs in %v, %.1f msgs/s (bound %.1f, eff %.3f), p50 %v p99 %v, lost %d rejected %d",
+		res.Variant, res.Completed, res.N, res.Elapsed.Round(time.Millisecond), res.Throughput, res.Bound,
+		res.Efficiency(), res.LatencyAt(50), res.LatencyAt(99), len(res.Lost), res.Rejected)
+}

@@ -1,0 +1,466 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nuid"
+)
+
+// Sender injects an encoded envelope into a pipeline's first stage.
+type Sender interface {
+	Send(ctx context.Context, msg []byte) error
+}
+
+// Sink receives what a running pipeline reports. Variants call it from any
+// goroutine.
+type Sink interface {
+	// Complete takes a message that passed every stage, as received at time recv.
+	Complete(msg []byte, recv time.Time)
+	// Reject counts a message a stage refused (malformed, wrong stage); the
+	// pipeline goes on.
+	Reject(stage string, err error)
+	// Fault reports an error that breaks the run (slow consumer, lost
+	// connection, a stage that cannot publish). The run fails with it.
+	Fault(err error)
+}
+
+// Arrivals is how an open-loop source spaces its messages.
+type Arrivals string
+
+const (
+	// Fixed sends at exact 1/rate intervals.
+	Fixed Arrivals = "fixed"
+	// Poisson draws exponential intervals with mean 1/rate.
+	Poisson Arrivals = "poisson"
+)
+
+// RunConfig configures a Runner.
+type RunConfig struct {
+	Spec    Spec
+	Variant string // e.g. "p2", recorded in results and traces
+	// Bound is the configuration's theoretical throughput in msgs/s, the
+	// denominator of efficiency. +Inf or 0 when unknown.
+	Bound float64
+	// Window is the closed-loop window: messages in flight at most. 0: DefaultWindow.
+	Window int
+	// Rate, when > 0, makes the source open-loop: it sends at Rate msgs/s
+	// with Arrivals spacing, whatever is in flight, and latency is measured
+	// from each message's intended send time.
+	Rate     float64
+	Arrivals Arrivals
+	Seed     uint64 // for Poisson arrivals
+	// Timeout bounds a whole run. 0: derived from the bound and message count.
+	Timeout time.Duration
+	// LossTimeout declares a message lost when it has not come back this long
+	// after it was sent (core NATS is at-most-once). 0: derived.
+	LossTimeout time.Duration
+}
+
+// Runner drives messages through a pipeline and accounts for each one. It is
+// the pipeline's Sink; one Runner serves many runs of the same pipeline, one
+// at a time.
+type Runner struct {
+	cfg     RunConfig
+	payload []byte
+
+	mu  sync.Mutex
+	run *runState // nil between runs
+	// strays counts completions that belong to no current run.
+	strays int
+}
+
+type runState struct {
+	n        int
+	ids      map[string]int
+	records  []Record
+	sentMono []time.Time
+	done     []bool
+	// accounted counts completed plus lost messages.
+	accounted  int
+	completed  int
+	lost       []uint64
+	late       int
+	duplicates int
+	strays     int
+	rejected   int
+	rejectErrs []string
+	violations []string
+	recvMono   []time.Duration // completion times since start, in completion order
+	start      time.Time
+	slots      chan struct{}
+	allDone    chan struct{}
+	faulted    chan struct{}
+	fault      error
+}
+
+// NewRunner checks cfg and fills in its defaults.
+func NewRunner(cfg RunConfig) (*Runner, error) {
+	if err := cfg.Spec.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Bound == 0 {
+		cfg.Bound = math.Inf(1)
+	}
+	if cfg.Window < 0 {
+		return nil, fmt.Errorf("runner: window %d < 0", cfg.Window)
+	}
+	if cfg.Window == 0 {
+		cfg.Window = DefaultWindow(cfg.Spec, cfg.Bound)
+	}
+	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
+		return nil, fmt.Errorf("runner: rate %v: want a finite rate >= 0", cfg.Rate)
+	}
+	switch cfg.Arrivals {
+	case "":
+		cfg.Arrivals = Fixed
+	case Fixed, Poisson:
+	default:
+		return nil, fmt.Errorf("runner: arrivals %q: want %q or %q", cfg.Arrivals, Fixed, Poisson)
+	}
+	if cfg.LossTimeout == 0 {
+		queue := time.Duration(0)
+		if !math.IsInf(cfg.Bound, 1) {
+			queue = time.Duration(float64(cfg.Window) / cfg.Bound * float64(time.Second))
+		}
+		cfg.LossTimeout = max(5*time.Second, 20*(cfg.Spec.Sum()+queue))
+	}
+	payload := make([]byte, cfg.Spec.PayloadSize)
+	for i := range payload {
+		payload[i] = byte('a' + i%26)
+	}
+	return &Runner{cfg: cfg, payload: payload}, nil
+}
+
+// Config is the runner's configuration with defaults filled in.
+func (r *Runner) Config() RunConfig { return r.cfg }
+
+// Strays counts completions that arrived while no run was waiting for them.
+func (r *Runner) Strays() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.strays
+}
+
+// Run sends n messages through the pipeline via s and waits, within the
+// timeout, until every one has completed or been declared lost. The result
+// is returned even with an error, which says what went wrong: a fault, lost
+// or duplicated messages, a stage that finished too soon, or the timeout.
+func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("run: %d messages: want at least 1", n)
+	}
+	timeout := r.cfg.Timeout
+	if timeout == 0 {
+		exp := expectedRun(r.cfg.Spec, r.cfg.Bound, n)
+		if r.cfg.Rate > 0 {
+			exp = max(exp, time.Duration(float64(n)/r.cfg.Rate*float64(time.Second)))
+		}
+		timeout = 3*exp + r.cfg.LossTimeout + 30*time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	st := &runState{
+		n:        n,
+		ids:      make(map[string]int, n),
+		records:  make([]Record, n),
+		sentMono: make([]time.Time, n),
+		done:     make([]bool, n),
+		recvMono: make([]time.Duration, 0, n),
+		slots:    make(chan struct{}, r.cfg.Window),
+		allDone:  make(chan struct{}),
+		faulted:  make(chan struct{}),
+	}
+	r.mu.Lock()
+	if r.run != nil {
+		r.mu.Unlock()
+		return nil, errors.New("run: another run is in progress on this runner")
+	}
+	r.run = st
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.run = nil
+		r.mu.Unlock()
+	}()
+
+	lossDone := make(chan struct{})
+	lossCtx, stopLoss := context.WithCancel(ctx)
+	go func() {
+		defer close(lossDone)
+		r.detectLoss(lossCtx, st)
+	}()
+	defer func() { stopLoss(); <-lossDone }()
+
+	st.start = time.Now()
+	sendErr := r.send(ctx, s, st)
+	var waitErr error
+	if sendErr == nil {
+		select {
+		case <-st.allDone:
+		case <-st.faulted:
+		case <-ctx.Done():
+			waitErr = ctx.Err()
+		}
+	}
+	stopLoss()
+	<-lossDone
+	end := time.Now()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.result(st, end)
+	switch {
+	case st.fault != nil:
+		return res, fmt.Errorf("run %s: %w", r.cfg.Variant, st.fault)
+	case sendErr != nil:
+		return res, fmt.Errorf("run %s: %w (%s)", r.cfg.Variant, sendErr, r.missing(st))
+	case waitErr != nil:
+		return res, fmt.Errorf("run %s: gave up after %v: %s", r.cfg.Variant, timeout, r.missing(st))
+	}
+	return res, res.Err()
+}
+
+func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
+	var rng *rand.Rand
+	if r.cfg.Arrivals == Poisson {
+		rng = rand.New(rand.NewPCG(r.cfg.Seed, r.cfg.Seed^0x9e3779b97f4a7c15))
+	}
+	env := Envelope{Payload: r.payload}
+	var buf []byte
+	var timer *time.Timer
+	var offset time.Duration
+	for i := 0; i < st.n; i++ {
+		intended := time.Now()
+		if r.cfg.Rate > 0 {
+			if i > 0 {
+				mean := float64(time.Second) / r.cfg.Rate
+				if rng != nil {
+					offset += time.Duration(rng.ExpFloat64() * mean)
+				} else {
+					offset = time.Duration(float64(i) * mean)
+				}
+			}
+			intended = st.start.Add(offset)
+			if wait := time.Until(intended); wait > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+					defer timer.Stop()
+				} else {
+					timer.Reset(wait)
+				}
+				select {
+				case <-timer.C:
+				case <-st.faulted:
+					return nil
+				case <-ctx.Done():
+					return fmt.Errorf("open-loop source at message %d of %d: %w", i, st.n, ctx.Err())
+				}
+			}
+		} else {
+			select {
+			case st.slots <- struct{}{}:
+			case <-st.faulted:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("source waiting for a window slot at message %d of %d: %w", i, st.n, ctx.Err())
+			}
+		}
+		id := nuid.Next()
+		now := time.Now()
+		r.mu.Lock()
+		st.ids[id] = i
+		st.sentMono[i] = now
+		st.records[i] = Record{Intended: intended.UnixNano()}
+		r.mu.Unlock()
+		env.ID, env.Seq, env.Sent = id, uint64(i), now.UnixNano()
+		var err error
+		if buf, err = env.Append(buf[:0]); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		if err := s.Send(ctx, buf); err != nil {
+			return fmt.Errorf("source: send seq %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// detectLoss declares lost the messages that have been out longer than the
+// loss timeout, freeing their window slots.
+func (r *Runner) detectLoss(ctx context.Context, st *runState) {
+	tick := time.NewTicker(max(r.cfg.LossTimeout/10, 10*time.Millisecond))
+	defer tick.Stop()
+	oldest := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		for ; oldest < st.n; oldest++ {
+			if st.done[oldest] {
+				continue
+			}
+			sent := st.sentMono[oldest]
+			if sent.IsZero() || time.Since(sent) < r.cfg.LossTimeout {
+				break
+			}
+			st.done[oldest] = true
+			st.lost = append(st.lost, uint64(oldest))
+			r.accountLocked(st)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// accountLocked counts one message as settled, completed or lost.
+func (r *Runner) accountLocked(st *runState) {
+	st.accounted++
+	if r.cfg.Rate == 0 {
+		select {
+		case <-st.slots:
+		default:
+		}
+	}
+	if st.accounted == st.n {
+		close(st.allDone)
+	}
+}
+
+// Complete implements Sink.
+func (r *Runner) Complete(msg []byte, recv time.Time) {
+	var env Envelope
+	decodeErr := env.Decode(msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.run
+	if st == nil {
+		r.strays++
+		return
+	}
+	if decodeErr != nil {
+		st.rejected++
+		r.noteReject(st, fmt.Sprintf("sink: decode: %v", decodeErr))
+		return
+	}
+	seq, ok := st.ids[env.ID]
+	if !ok || uint64(seq) != env.Seq {
+		st.strays++
+		return
+	}
+	if st.done[seq] {
+		if st.records[seq].Received == 0 {
+			st.late++ // declared lost, then came back
+		} else {
+			st.duplicates++
+		}
+		return
+	}
+	st.done[seq] = true
+	st.completed++
+	env.Payload = nil
+	rec := &st.records[seq]
+	rec.Envelope = env
+	rec.Received = recv.UnixNano()
+	st.recvMono = append(st.recvMono, recv.Sub(st.start))
+	r.check(st, &env)
+	r.accountLocked(st)
+}
+
+// check records what is wrong with a completed message.
+func (r *Runner) check(st *runState, env *Envelope) {
+	const maxViolations = 20
+	add := func(format string, args ...any) {
+		if len(st.violations) < maxViolations {
+			st.violations = append(st.violations, fmt.Sprintf(format, args...))
+		} else if len(st.violations) == maxViolations {
+			st.violations = append(st.violations, "more violations not shown")
+		}
+	}
+	want := r.cfg.Spec.Stages()
+	if len(env.Stages) != want {
+		add("seq %d (%s): %d stage records, want %d", env.Seq, env.ID, len(env.Stages), want)
+		return
+	}
+	for i, rec := range env.Stages {
+		if d := time.Duration(rec.Finished - rec.Started); d < r.cfg.Spec.Durations[i] {
+			add("seq %d (%s): stage %s worked %v, less than its %v", env.Seq, env.ID, StageName(i), d, r.cfg.Spec.Durations[i])
+		}
+		if i > 0 && rec.Arrived < env.Stages[i-1].Finished {
+			add("seq %d (%s): stage %s arrived before stage %s finished", env.Seq, env.ID, StageName(i), StageName(i-1))
+		}
+	}
+}
+
+// Reject implements Sink.
+func (r *Runner) Reject(stage string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.run == nil {
+		r.strays++
+		return
+	}
+	r.run.rejected++
+	r.noteReject(r.run, fmt.Sprintf("%s: %v", stage, err))
+}
+
+func (r *Runner) noteReject(st *runState, msg string) {
+	if len(st.rejectErrs) < 10 {
+		st.rejectErrs = append(st.rejectErrs, msg)
+	}
+}
+
+// Fault implements Sink.
+func (r *Runner) Fault(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.run
+	if st == nil || st.fault != nil {
+		return
+	}
+	st.fault = err
+	close(st.faulted)
+}
+
+// missing describes the messages not yet accounted for; r.mu is held.
+func (r *Runner) missing(st *runState) string {
+	var seqs []uint64
+	for i, d := range st.done {
+		if !d {
+			seqs = append(seqs, uint64(i))
+		}
+	}
+	last := StageName(r.cfg.Spec.Stages() - 1)
+	if len(seqs) == 0 && len(st.lost) == 0 {
+		return "every message accounted for"
+	}
+	return fmt.Sprintf("%d of %d messages never reached %s: %s", len(seqs)+len(st.lost), st.n, last, seqList(append(st.lost, seqs...)))
+}
+
+func seqList(seqs []uint64) string {
+	seqs = append([]uint64(nil), seqs...)
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	const show = 20
+	var b strings.Builder
+	b.WriteString("seq ")
+	for i, s := range seqs {
+		if i == show {
+			fmt.Fprintf(&b, " ... (%d more)", len(seqs)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, s)
+	}
+	return b.String()
+}

@@ -1,0 +1,227 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WorkModel says how a stage spends its time.
+type WorkModel string
+
+const (
+	// Sleep waits the stage's time without holding a CPU (I/O-like work).
+	Sleep WorkModel = "sleep"
+	// CPU computes for the stage's time on its own thread, holding a core.
+	CPU WorkModel = "cpu"
+)
+
+// ParseWorkModel returns the work model named s.
+func ParseWorkModel(s string) (WorkModel, error) {
+	switch WorkModel(s) {
+	case Sleep, CPU:
+		return WorkModel(s), nil
+	}
+	return "", fmt.Errorf("work model %q: want %q or %q", s, Sleep, CPU)
+}
+
+// MaxStages is the most stages a pipeline may have (the envelope stores the
+// stage number in one byte).
+const MaxStages = 64
+
+// Spec describes a pipeline: its stages in order, how they work, and the
+// payload each message carries.
+type Spec struct {
+	// Durations holds each stage's defined time, S1 first.
+	Durations []time.Duration
+	// Work is the work model of every stage.
+	Work WorkModel
+	// PayloadSize is the number of payload bytes in each message.
+	PayloadSize int
+}
+
+// SeedDurations are the original study's stage times: 10, 40, 10, 10 ms.
+func SeedDurations() []time.Duration {
+	return []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
+}
+
+// DefaultSpec is the study's pipeline: seed durations, sleep work, 64-byte payload.
+func DefaultSpec() Spec {
+	return Spec{Durations: SeedDurations(), Work: Sleep, PayloadSize: 64}
+}
+
+// Stages is the number of stages.
+func (s Spec) Stages() int { return len(s.Durations) }
+
+// StageName is the conventional name of stage i (0-based): "S1", "S2", ...
+func StageName(i int) string { return "S" + strconv.Itoa(i+1) }
+
+// Sum is the latency floor: the sum of the stage times.
+func (s Spec) Sum() time.Duration {
+	var t time.Duration
+	for _, d := range s.Durations {
+		t += d
+	}
+	return t
+}
+
+// Bottleneck returns the index of the slowest stage.
+func (s Spec) Bottleneck() int {
+	b := 0
+	for i, d := range s.Durations {
+		if d > s.Durations[b] {
+			b = i
+		}
+	}
+	return b
+}
+
+// Validate reports what is wrong with the spec, if anything.
+func (s Spec) Validate() error {
+	if len(s.Durations) == 0 {
+		return errors.New("spec: no stages")
+	}
+	if len(s.Durations) > MaxStages {
+		return fmt.Errorf("spec: %d stages, at most %d", len(s.Durations), MaxStages)
+	}
+	for i, d := range s.Durations {
+		if d < 0 {
+			return fmt.Errorf("spec: stage %s: negative duration %v", StageName(i), d)
+		}
+	}
+	if _, err := ParseWorkModel(string(s.Work)); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	if s.PayloadSize < 0 || s.PayloadSize > MaxPayload {
+		return fmt.Errorf("spec: payload size %d out of range [0, %d]", s.PayloadSize, MaxPayload)
+	}
+	return nil
+}
+
+// DurationsString formats durations as the comma list ParseDurations reads.
+func DurationsString(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseDurations reads a comma-separated list of stage times such as
+// "10ms,40ms,10ms,10ms". A bare number is taken as milliseconds.
+func ParseDurations(s string) ([]time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("durations: empty list")
+	}
+	fields := strings.Split(s, ",")
+	out := make([]time.Duration, 0, len(fields))
+	for i, f := range fields {
+		f = strings.TrimSpace(f)
+		d, err := parseDuration(f)
+		if err != nil {
+			return nil, fmt.Errorf("durations: stage %s: %w", StageName(i), err)
+		}
+		if d < 0 {
+			return nil, fmt.Errorf("durations: stage %s: negative duration %q", StageName(i), f)
+		}
+		out = append(out, d)
+	}
+	if len(out) > MaxStages {
+		return nil, fmt.Errorf("durations: %d stages, at most %d", len(out), MaxStages)
+	}
+	return out, nil
+}
+
+func parseDuration(f string) (time.Duration, error) {
+	if ms, err := strconv.ParseFloat(f, 64); err == nil {
+		return time.Duration(ms * float64(time.Millisecond)), nil
+	}
+	d, err := time.ParseDuration(f)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q (want e.g. 10ms)", f)
+	}
+	return d, nil
+}
+
+// Environment variables that set parameters without editing code. Each is
+// documented in the README.
+const (
+	EnvDurations = "NATSPIPE_DURATIONS" // stage times, e.g. "10ms,40ms,10ms,10ms"
+	EnvWork      = "NATSPIPE_WORK"      // "sleep" or "cpu"; benchmarks that sweep work ignore it
+	EnvPayload   = "NATSPIPE_PAYLOAD"   // payload bytes per message
+	EnvWindow    = "NATSPIPE_WINDOW"    // closed-loop window; 0 or unset: sized by Little's law
+	EnvInflight  = "NATSPIPE_INFLIGHT"  // P2 in-flight limit for benchmarks that do not sweep it
+	EnvTimeout   = "NATSPIPE_TIMEOUT"   // upper bound on one run, e.g. "2m"
+	EnvNATSURL   = "NATS_URL"           // use this server instead of an embedded one
+)
+
+// Getenv looks up an environment variable; it is a parameter so tests can
+// supply their own environment.
+type Getenv func(string) string
+
+// SpecFromEnv starts from base and applies NATSPIPE_DURATIONS, NATSPIPE_WORK
+// and NATSPIPE_PAYLOAD when set. A bad value is an error naming the variable.
+func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	s := base
+	s.Durations = append([]time.Duration(nil), base.Durations...)
+	if v := getenv(EnvDurations); v != "" {
+		ds, err := ParseDurations(v)
+		if err != nil {
+			return Spec{}, fmt.Errorf("%s=%q: %w", EnvDurations, v, err)
+		}
+		s.Durations = ds
+	}
+	if v := getenv(EnvWork); v != "" {
+		w, err := ParseWorkModel(v)
+		if err != nil {
+			return Spec{}, fmt.Errorf("%s=%q: %w", EnvWork, v, err)
+		}
+		s.Work = w
+	}
+	if v := getenv(EnvPayload); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > MaxPayload {
+			return Spec{}, fmt.Errorf("%s=%q: want an integer in [0, %d]", EnvPayload, v, MaxPayload)
+		}
+		s.PayloadSize = n
+	}
+	return s, s.Validate()
+}
+
+// IntFromEnv reads a non-negative integer variable, def when unset.
+func IntFromEnv(getenv Getenv, name string, def int) (int, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
+	}
+	return n, nil
+}
+
+// DurationFromEnv reads a duration variable, def when unset.
+func DurationFromEnv(getenv Getenv, name string, def time.Duration) (time.Duration, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 2m", name, v)
+	}
+	return d, nil
+}
