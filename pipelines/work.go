@@ -49,7 +49,7 @@ func sleepFor(ctx context.Context, d time.Duration) error {
 
 // spinChunk is how much arithmetic runs between clock reads: small enough to
 // overshoot d by microseconds, large enough that the clock is a minor cost.
-const spinChunk = 2000
+const spinChunk = 8000
 
 func spinFor(ctx context.Context, d time.Duration) error {
 	runtime.LockOSThread()

@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/trace"
 )
 
 // Units are the custom benchmark units with their better direction, as
@@ -110,6 +114,10 @@ func Bench(b *testing.B, r *pipelines.Runner, s pipelines.Sender) *pipelines.Res
 		b.Fatalf("%v", err)
 	}
 	Report(b, res)
+	// NATSPIPE_TRACE=<dir> writes the run's trace there; unset, nothing happens.
+	if _, err := trace.WriteEnv(nil, b.Name(), res, s); err != nil {
+		b.Fatalf("%v", err)
+	}
 	return res
 }
 
@@ -125,4 +133,48 @@ func Once[T any](setup func() T) func() T {
 		}
 		return v
 	}
+}
+
+// CheckLeaks makes t fail if any goroutine it started outlives it. Call it
+// first in the test, so its check runs after every other cleanup.
+func CheckLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		if err := goleak.Find(before); err != nil {
+			t.Errorf("goroutines outlived the test: %v", err)
+		}
+	})
+}
+
+// Exit runs Main and exits with its code: TestMain's whole body.
+func Exit(m *testing.M) { os.Exit(Main(m)) }
+
+// Attach connects the harness to url for subjects, with r as the sink, and
+// closes it in tb's Cleanup.
+func Attach(tb testing.TB, url string, subjects bus.Subjects, r *pipelines.Runner) *bus.Endpoint {
+	tb.Helper()
+	ep, err := bus.Attach(url, subjects, r)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(func() {
+		if err := ep.Close(); err != nil {
+			tb.Errorf("close harness: %v", err)
+		}
+	})
+	return ep
+}
+
+// Closer is anything with Close() error, closed in tb's Cleanup by Cleanup.
+type Closer interface{ Close() error }
+
+// Cleanup closes c when tb ends, failing tb if that fails.
+func Cleanup(tb testing.TB, what string, c Closer) {
+	tb.Helper()
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Errorf("close %s: %v", what, err)
+		}
+	})
 }

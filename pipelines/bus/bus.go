@@ -153,6 +153,11 @@ func Drain(nc *nats.Conn) error {
 	if nc == nil || nc.IsClosed() {
 		return nil
 	}
+	if !nc.IsConnected() {
+		// Reconnecting or never connected: nothing can be drained.
+		nc.Close()
+		return nil
+	}
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := nc.Drain(); err != nil {

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/natspipe/natspipe/bench/gate"
+)
+
+// Exit codes of "natspipe gate".
+const (
+	gateExitPass       = 0 // nothing regressed
+	gateExitRegression = 1 // a regression (or, with -strict-missing, a missing benchmark)
+	gateExitError      = 2 // bad usage, unreadable input, or comparisons refused for too few samples
+)
+
+const gateUsage = `usage: natspipe gate [flags] BASE.txt NEW.txt
+       natspipe gate -print-units [-better unit=higher|lower ...]
+
+Compares two files in the Go benchmark format (run the benchmarks with
+-count 6 or more) and fails when a benchmark got significantly worse
+(p < alpha, Mann-Whitney U test) by more than the unit's threshold.
+Improvements never fail.
+
+Exit status: 0 pass, 1 regression, 2 error or too few samples.
+
+Flags:
+`
+
+// gateStringList is a repeatable string flag.
+type gateStringList []string
+
+func (l *gateStringList) String() string { return strings.Join(*l, ", ") }
+
+func (l *gateStringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// runGate implements "natspipe gate". args are the arguments after the
+// subcommand name. The report goes to stdout, errors to stderr; the
+// result is the process exit code (see gateExit*).
+func runGate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, gateUsage)
+		fs.PrintDefaults()
+	}
+	var (
+		alpha          = fs.Float64("alpha", gate.DefaultAlpha, "significance `level`: a change counts only if p < level")
+		threshold      = fs.String("threshold", "5%", "default threshold for units without a more specific rule: `N%` relative or N absolute (allocs/op has a built-in 0.5)")
+		configPath     = fs.String("config", "", "read thresholds, directions and alpha from `FILE` (see go doc github.com/natspipe/natspipe/bench/gate)")
+		allowSmall     = fs.Bool("allow-small", false, "report comparisons with too few samples as warnings instead of exiting 2")
+		strictMissing  = fs.Bool("strict-missing", false, "fail (exit 1) when a benchmark is in only one file")
+		filter         = fs.String("filter", "", "benchproc filter `expression` applied to both files, e.g. '.unit:eff' or '/work:sleep'")
+		minSamples     = fs.Int("min-samples", gate.DefaultMinSamples, "fewest samples per side to judge a comparison")
+		printUnits     = fs.Bool("print-units", false, "print benchfmt unit metadata lines (Unit X better=...) for the known units and exit")
+		unitThresholds gateStringList
+		betters        gateStringList
+		rules          gateStringList
+	)
+	fs.Var(&unitThresholds, "unit-threshold", "per-unit threshold `unit=T`, e.g. msgs/s=3% or allocs/op=1 (repeatable)")
+	fs.Var(&betters, "better", "direction of a unit, `unit=higher|lower` (repeatable)")
+	fs.Var(&rules, "rule", "a configuration-file `line`, e.g. 'bench=^BenchmarkP4/ unit=eff threshold=10%' (repeatable)")
+
+	files, err := gateParseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return gateExitPass
+	}
+	if err != nil {
+		return gateExitError // the flag package has printed the error and usage
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "natspipe gate: %v\n", err)
+		return gateExitError
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	opts := gate.Options{
+		AllowSmall:    *allowSmall,
+		StrictMissing: *strictMissing,
+		Filter:        *filter,
+		MinSamples:    *minSamples,
+	}
+	if *minSamples < 2 {
+		return fail(fmt.Errorf("-min-samples %d: want at least 2", *minSamples))
+	}
+	if *configPath != "" {
+		cfg, err := gate.ReadConfigFile(*configPath)
+		if err != nil {
+			return fail(err)
+		}
+		opts.Alpha = cfg.Alpha
+		opts.Rules = append(opts.Rules, cfg.Rules...)
+	}
+	if set["alpha"] || opts.Alpha == 0 {
+		if !(*alpha > 0 && *alpha < 1) {
+			return fail(fmt.Errorf("-alpha %g: want a number between 0 and 1", *alpha))
+		}
+		opts.Alpha = *alpha
+	}
+	if set["threshold"] {
+		r, err := gate.ParseRule("threshold="+*threshold, "-threshold")
+		if err != nil {
+			return fail(fmt.Errorf("-threshold: %w", err))
+		}
+		opts.Rules = append(opts.Rules, r)
+	}
+	for _, s := range unitThresholds {
+		i := strings.LastIndex(s, "=")
+		if i <= 0 {
+			return fail(fmt.Errorf("-unit-threshold %q: want unit=threshold, e.g. msgs/s=3%%", s))
+		}
+		r, err := gate.ParseRule("unit="+s[:i]+" threshold="+s[i+1:], "-unit-threshold "+s)
+		if err != nil {
+			return fail(fmt.Errorf("-unit-threshold %q: %w", s, err))
+		}
+		opts.Rules = append(opts.Rules, r)
+	}
+	for _, s := range betters {
+		i := strings.LastIndex(s, "=")
+		if i <= 0 {
+			return fail(fmt.Errorf("-better %q: want unit=higher or unit=lower", s))
+		}
+		r, err := gate.ParseRule("unit="+s[:i]+" better="+s[i+1:], "-better "+s)
+		if err != nil {
+			return fail(fmt.Errorf("-better %q: %w", s, err))
+		}
+		opts.Rules = append(opts.Rules, r)
+	}
+	for _, s := range rules {
+		r, err := gate.ParseRule(s, "-rule")
+		if err != nil {
+			return fail(fmt.Errorf("-rule %q: %w", s, err))
+		}
+		opts.Rules = append(opts.Rules, r)
+	}
+
+	if *printUnits {
+		if len(files) != 0 {
+			return fail(errors.New("-print-units takes no files"))
+		}
+		units := gate.KnownUnits()
+		for _, r := range opts.Rules {
+			if r.Better != gate.Unknown {
+				units[r.Unit] = r.Better
+			}
+		}
+		if err := gate.WriteUnitMetadata(stdout, units); err != nil {
+			return fail(err)
+		}
+		return gateExitPass
+	}
+	if len(files) != 2 {
+		fmt.Fprintf(stderr, "natspipe gate: want 2 files (BASE.txt NEW.txt), got %d\n", len(files))
+		fs.Usage()
+		return gateExitError
+	}
+
+	report, err := gate.CompareFiles(files[0], files[1], opts)
+	if err != nil {
+		return fail(err)
+	}
+	if err := report.Format(stdout); err != nil {
+		return fail(err)
+	}
+	switch report.Status() {
+	case gate.Fail:
+		return gateExitRegression
+	case gate.Incomplete:
+		fmt.Fprintf(stderr, "natspipe gate: %d comparison(s) refused for too few samples; rerun with more -count or pass -allow-small\n", len(report.Refused))
+		return gateExitError
+	}
+	return gateExitPass
+}
+
+// gateParseArgs parses flags that may come before, between or after
+// the positional arguments, which it returns. Everything after "--" is
+// positional.
+func gateParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,119 @@
+package p1_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/varianttest"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/p1"
+)
+
+func TestMain(m *testing.M) { benchkit.Exit(m) }
+
+func testSpec() pipelines.Spec {
+	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
+}
+
+func start(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return p1.Start(ctx, p1.Options{URL: url, Subjects: subjects}, spec, sink)
+}
+
+func config(spec pipelines.Spec) pipelines.RunConfig {
+	return pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec), Window: 8}
+}
+
+func TestP1ExactlyOnceOneAtATime(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	spec := testSpec()
+	fx := varianttest.Start(t, srv.URL, start, config(spec))
+	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	varianttest.CheckExactlyOnce(t, spec, res)
+	// One executor: never two messages in stage work at once, although the
+	// window keeps 8 in flight.
+	if o := varianttest.MaxOverlap(res); o != 1 {
+		t.Errorf("P1 had %d messages in stage work at once, want 1", o)
+	}
+	// Queue wait shows the blocking: some message waited at some stage.
+	waited := false
+	for _, rec := range res.Records {
+		for _, st := range rec.Stages {
+			waited = waited || st.Started-st.Arrived > int64(time.Millisecond)
+		}
+	}
+	if !waited {
+		t.Error("no message ever waited for the executor, though 8 were in flight")
+	}
+	if res.Throughput > res.Bound*1.02 {
+		t.Errorf("throughput %.1f msgs/s above the bound %.1f: a stage finished early", res.Throughput, res.Bound)
+	}
+	t.Log(res.Summary())
+}
+
+func TestP1Malformed(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	spec := testSpec()
+	fx := varianttest.Start(t, srv.URL, start, config(spec))
+	varianttest.Malformed(t, fx, spec, 40)
+}
+
+func TestP1ServerGone(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	if srv.External {
+		t.Skip("needs an embedded server to stop")
+	}
+	spec := testSpec()
+	cfg := config(spec)
+	cfg.Timeout = 20 * time.Second
+	fx := varianttest.Start(t, srv.URL, start, cfg)
+	time.AfterFunc(50*time.Millisecond, srv.Shutdown)
+	begin := time.Now()
+	_, err := fx.Runner.Run(context.Background(), fx.Endpoint, 1000)
+	if err == nil {
+		t.Fatal("run survived its server's shutdown")
+	}
+	if !strings.Contains(err.Error(), "disconnected") && !strings.Contains(err.Error(), "publish") {
+		t.Errorf("error does not say the connection went: %v", err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("run took %v to notice its server was gone", took)
+	}
+}
+
+func TestP1BadURL(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	r, _ := pipelines.NewRunner(config(testSpec()))
+	_, err := p1.Start(context.Background(), p1.Options{URL: "nats://127.0.0.1:1", Subjects: bus.NewSubjects()}, testSpec(), r)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("bad URL: error %v does not name it", err)
+	}
+}
+
+func BenchmarkP1(b *testing.B) {
+	srv := natstest.Start(b)
+	base := benchkit.Spec(b, pipelines.DefaultSpec())
+	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
+		spec := base
+		spec.Work = work
+		fixture := benchkit.Once(func() *varianttest.Fixture {
+			cfg := pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec),
+				Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)}
+			return varianttest.Start(b, srv.URL, start, cfg)
+		})
+		b.Run("work="+string(work), func(b *testing.B) {
+			fx := fixture()
+			benchkit.Bench(b, fx.Runner, fx.Endpoint)
+		})
+	}
+}
