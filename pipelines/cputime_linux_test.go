@@ -26,4 +26,3 @@ func TestCPUWorkHoldsCPU(t *testing.T) {
 		t.Errorf("cpu work of 20ms used %v of CPU", used)
 	}
 }
-
