@@ -14,3 +14,12 @@ func threadCPUTime() (time.Duration, bool) {
 	}
 	return time.Duration(ts.Nano()), true
 }
+
+// monotonicNow reads CLOCK_MONOTONIC in nanoseconds.
+func monotonicNow() (int64, bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, false
+	}
+	return ts.Nano(), true
+}

@@ -6,3 +6,6 @@ import "time"
 
 // threadCPUTime is not available here; CPU work falls back to wall time.
 func threadCPUTime() (time.Duration, bool) { return 0, false }
+
+// monotonicNow is not available here; stamps fall back to wall time.
+func monotonicNow() (int64, bool) { return 0, false }

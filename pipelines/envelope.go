@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// Envelope format, version 1. All integers little-endian; times are Unix
-// nanoseconds.
+// Envelope format, version 1. All integers little-endian; times are stamps
+// in nanoseconds (see Stamp: the host's monotonic clock by default).
 //
 //	offset  size  field
 //	0       2     magic "NP"
@@ -51,16 +51,16 @@ var (
 type StageRecord struct {
 	Stage    int    // 1-based stage number
 	Worker   string // worker that handled it
-	Arrived  int64  // Unix ns: received by the stage
-	Started  int64  // Unix ns: work began
-	Finished int64  // Unix ns: work ended
+	Arrived  int64  // stamp (see Stamp): received by the stage
+	Started  int64  // stamp (see Stamp): work began
+	Finished int64  // stamp (see Stamp): work ended
 }
 
 // Envelope is a message as it travels through a pipeline.
 type Envelope struct {
 	ID      string // correlation ID
 	Seq     uint64 // source sequence number
-	Sent    int64  // Unix ns the source sent it
+	Sent    int64  // stamp: when the source sent it
 	Stages  []StageRecord
 	Payload []byte
 }

@@ -14,8 +14,8 @@ import (
 // (payload dropped), when the source meant to send it and when the sink got it.
 type Record struct {
 	Envelope
-	Intended int64 // Unix ns the source meant to send it (open loop); the send time otherwise
-	Received int64 // Unix ns the sink received it; 0 if lost
+	Intended int64 // stamp: when the source meant to send it (open loop); the send time otherwise
+	Received int64 // stamp: when the sink received it; 0 if lost
 }
 
 // Completed reports whether the message came back.

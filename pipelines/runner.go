@@ -279,9 +279,9 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 		r.mu.Lock()
 		st.ids[id] = i
 		st.sentMono[i] = now
-		st.records[i] = Record{Intended: intended.UnixNano()}
+		st.records[i] = Record{Intended: Stamp(intended)}
 		r.mu.Unlock()
-		env.ID, env.Seq, env.Sent = id, uint64(i), now.UnixNano()
+		env.ID, env.Seq, env.Sent = id, uint64(i), Stamp(now)
 		var err error
 		if buf, err = env.Append(buf[:0]); err != nil {
 			return fmt.Errorf("source: %w", err)
@@ -370,7 +370,7 @@ func (r *Runner) Complete(msg []byte, recv time.Time) {
 	env.Payload = nil
 	rec := &st.records[seq]
 	rec.Envelope = env
-	rec.Received = recv.UnixNano()
+	rec.Received = Stamp(recv)
 	st.recvMono = append(st.recvMono, recv.Sub(st.start))
 	r.check(st, &env)
 	r.accountLocked(st)
@@ -396,7 +396,7 @@ func (r *Runner) check(st *runState, env *Envelope) {
 			add("seq %d (%s): stage %s worked %v, less than its %v", env.Seq, env.ID, StageName(i), d, r.cfg.Spec.Durations[i])
 		}
 		if i > 0 && rec.Arrived < env.Stages[i-1].Finished {
-			add("seq %d (%s): stage %s arrived before stage %s finished", env.Seq, env.ID, StageName(i), StageName(i-1))
+			add("seq %d (%s): stage %s arrived %v before stage %s finished", env.Seq, env.ID, StageName(i), time.Duration(env.Stages[i-1].Finished-rec.Arrived), StageName(i-1))
 		}
 	}
 }

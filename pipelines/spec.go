@@ -41,6 +41,10 @@ type Spec struct {
 	Work WorkModel
 	// PayloadSize is the number of payload bytes in each message.
 	PayloadSize int
+	// Slowdown adds hidden work to stages (by index), outside the defined
+	// durations and the bound: a deliberate regression, for proving that the
+	// regression gate catches one. nil in every real measurement.
+	Slowdown []time.Duration
 }
 
 // SeedDurations are the original study's stage times: 10, 40, 10, 10 ms.
@@ -156,6 +160,7 @@ const (
 	EnvInflight  = "NATSPIPE_INFLIGHT"  // P2 in-flight limit for benchmarks that do not sweep it
 	EnvTimeout   = "NATSPIPE_TIMEOUT"   // upper bound on one run, e.g. "2m"
 	EnvNATSURL   = "NATS_URL"           // use this server instead of an embedded one
+	EnvSlowdown  = "NATSPIPE_SLOWDOWN"  // hidden extra work, e.g. "S2=2ms": a deliberate regression
 )
 
 // Getenv looks up an environment variable; it is a parameter so tests can
@@ -191,7 +196,47 @@ func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
 		}
 		s.PayloadSize = n
 	}
+	if v := getenv(EnvSlowdown); v != "" {
+		sd, err := ParseSlowdown(v, s.Stages())
+		if err != nil {
+			return Spec{}, fmt.Errorf("%s=%q: %w", EnvSlowdown, v, err)
+		}
+		s.Slowdown = sd
+	}
 	return s, s.Validate()
+}
+
+// ParseSlowdown reads "S2=2ms,S4=1ms" into per-stage extra work for a
+// pipeline of n stages.
+func ParseSlowdown(v string, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, n)
+	for _, f := range strings.Split(v, ",") {
+		name, ds, ok := strings.Cut(strings.TrimSpace(f), "=")
+		if !ok {
+			return nil, fmt.Errorf("slowdown %q: want STAGE=DURATION, e.g. S2=2ms", f)
+		}
+		i, err := ParseStage(name, n)
+		if err != nil {
+			return nil, fmt.Errorf("slowdown: %w", err)
+		}
+		d, err := parseDuration(ds)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("slowdown %q: bad duration", f)
+		}
+		out[i] += d
+	}
+	return out, nil
+}
+
+// ParseStage reads a stage name, "S2" or "2" (1-based), for a pipeline of n
+// stages and returns its 0-based index.
+func ParseStage(name string, n int) (int, error) {
+	num := strings.TrimPrefix(strings.TrimPrefix(name, "S"), "s")
+	i, err := strconv.Atoi(num)
+	if err != nil || i < 1 || i > n {
+		return 0, fmt.Errorf("stage %q: want S1..S%d", name, n)
+	}
+	return i - 1, nil
 }
 
 // IntFromEnv reads a non-negative integer variable, def when unset.

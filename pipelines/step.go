@@ -14,6 +14,9 @@ type Step struct {
 	Duration time.Duration // the stage's defined time
 	Work     WorkModel
 	Worker   string // name stamped on the record, e.g. "p4-S2-w3"
+	// Extra is hidden work on top of Duration (Spec.Slowdown): a deliberate
+	// regression for testing the gate.
+	Extra time.Duration
 }
 
 // StepsFor returns one Step per stage of spec, each stamped with the worker
@@ -22,6 +25,9 @@ func StepsFor(spec Spec, worker func(i int) string) []Step {
 	steps := make([]Step, spec.Stages())
 	for i, d := range spec.Durations {
 		steps[i] = Step{Index: i, Duration: d, Work: spec.Work, Worker: worker(i)}
+		if i < len(spec.Slowdown) {
+			steps[i].Extra = spec.Slowdown[i]
+		}
 	}
 	return steps
 }
@@ -52,12 +58,12 @@ func (s Step) Run(ctx context.Context, env *Envelope, arrived time.Time) error {
 			StageName(s.Index), ErrMalformed, env.ID, env.Seq, len(env.Stages), s.Index)
 	}
 	started := time.Now()
-	if err := DoWork(ctx, s.Work, s.Duration); err != nil {
+	if err := DoWork(ctx, s.Work, s.Duration+s.Extra); err != nil {
 		return fmt.Errorf("stage %s: work on seq %d: %w", StageName(s.Index), env.Seq, err)
 	}
 	elapsed := time.Since(started) // monotonic: never less than s.Duration
 	wait := max(started.Sub(arrived), 0)
-	start := started.UnixNano()
+	start := Stamp(started)
 	env.Stages = append(env.Stages, StageRecord{
 		Stage:    s.Index + 1,
 		Worker:   s.Worker,

@@ -22,7 +22,8 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"gate": {runGate, "compare two Go benchmark files; exit 1 on a statistically significant regression"},
+		"gate":           {runGate, "compare two Go benchmark files; exit 1 on a statistically significant regression"},
+		"server-version": {runServerVersion, "print the NATS server version benchmarks use (NATS_URL or embedded)"},
 	}
 }
 
@@ -57,6 +58,6 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-15s %s\n", n, cmds[n].summary)
 	}
 }

@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/varianttest"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/p0"
+	"github.com/natspipe/natspipe/pipelines/p1"
+	"github.com/natspipe/natspipe/pipelines/p2"
+)
+
+func TestMain(m *testing.M) { benchkit.Exit(m) }
+
+// suiteInflight is P2's in-flight limit in the suite.
+const suiteInflight = 64
+
+// variant is one column of the suite.
+type variant struct {
+	impl  string
+	start varianttest.StartFunc // nil for P0, which has no messaging
+	bound func(pipelines.Spec) float64
+}
+
+func variants() []variant {
+	return []variant{
+		{impl: "p0", bound: p0.Bound},
+		{impl: "p1", start: startP1, bound: p1.Bound},
+		{impl: "p2", start: startP2(suiteInflight), bound: func(s pipelines.Spec) float64 { return p2.Bound(s, suiteInflight) }},
+	}
+}
+
+func startP1(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return p1.Start(ctx, p1.Options{URL: url, Subjects: subjects}, spec, sink)
+}
+
+func startP2(inflight int) varianttest.StartFunc {
+	return func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+		return p2.Start(ctx, p2.Options{URL: url, Subjects: subjects, Inflight: inflight}, spec, sink)
+	}
+}
+
+// fixture is a variant ready to run: its runner and where to send.
+type fixture struct {
+	runner *pipelines.Runner
+	sender pipelines.Sender
+}
+
+// setup starts v on url for cfg (its Variant, Spec, Bound filled here);
+// everything stops in tb's Cleanup.
+func setup(tb testing.TB, url string, v variant, cfg pipelines.RunConfig) fixture {
+	tb.Helper()
+	cfg.Variant = v.impl
+	if cfg.Bound == 0 {
+		cfg.Bound = v.bound(cfg.Spec)
+	}
+	if v.start == nil {
+		r, err := pipelines.NewRunner(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p, err := p0.New(cfg.Spec, r)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return fixture{runner: r, sender: p}
+	}
+	fx := varianttest.Start(tb, url, v.start, cfg)
+	return fixture{runner: fx.Runner, sender: fx.Endpoint}
+}
+
+// BenchmarkSuite is the study's table: every variant on the same pipeline,
+// for sleep and cpu work. Compare with scripts/compare.sh suite FILE.
+func BenchmarkSuite(b *testing.B) {
+	srv := natstest.Start(b)
+	base := benchkit.Spec(b, pipelines.DefaultSpec())
+	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
+		for _, v := range variants() {
+			spec := base
+			spec.Work = work
+			fx := benchkit.Once(func() fixture {
+				return setup(b, srv.URL, v, pipelines.RunConfig{Spec: spec,
+					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)})
+			})
+			b.Run("work="+string(work)+"/impl="+v.impl, func(b *testing.B) {
+				f := fx()
+				benchkit.Bench(b, f.runner, f.sender)
+			})
+		}
+	}
+}
+
+// overheadHops is the number of NATS hops a message makes in a 4-stage
+// pipeline: source to S1, S1 to S2, S2 to S3, S3 to S4, S4 to the sink.
+const overheadHops = 5
+
+// BenchmarkOverhead measures messaging cost: each messaging variant with
+// zero-duration stages and one message in flight, against a raw nats.go
+// chain of as many hops measured in the same run. It reports ns/hop and
+// x-raw, the ratio of the variant's hop to the raw hop.
+func BenchmarkOverhead(b *testing.B) {
+	srv := natstest.Start(b)
+	spec := benchkit.Spec(b, pipelines.DefaultSpec())
+	spec.Durations = make([]time.Duration, 4)
+	spec.Slowdown = nil
+	raw, err := NewRawChain(srv.URL, overheadHops)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchkit.Cleanup(b, "raw chain", raw)
+	payload := make([]byte, spec.PayloadSize)
+	rawHop := func() time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		per, err := raw.RoundTrips(ctx, 2000, payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return per / overheadHops
+	}
+	b.Run("impl=raw", func(b *testing.B) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		b.ResetTimer()
+		per, err := raw.RoundTrips(ctx, b.N, payload)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(per/overheadHops), "ns/hop")
+		b.ReportMetric(1, "x-raw")
+	})
+	for _, v := range variants() {
+		if v.start == nil {
+			continue
+		}
+		fx := benchkit.Once(func() fixture {
+			return setup(b, srv.URL, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
+		})
+		b.Run("impl="+v.impl, func(b *testing.B) {
+			f := fx()
+			ref := rawHop() // measured now, beside the variant, outside the timed section
+			b.ResetTimer()
+			res, err := f.runner.Run(context.Background(), f.sender, b.N)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			hop := res.Elapsed / time.Duration(b.N*overheadHops)
+			b.ReportMetric(float64(hop), "ns/hop")
+			b.ReportMetric(float64(hop)/float64(ref), "x-raw")
+		})
+	}
+}
