@@ -22,6 +22,8 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"analyze":        {runAnalyze, "per-stage and end-to-end analysis of trace files; -o DIR adds plots and an HTML report"},
+		"report":         {runReport, "write plots and an HTML report of trace files into -o DIR"},
 		"gate":           {runGate, "compare two Go benchmark files; exit 1 on a statistically significant regression"},
 		"server-version": {runServerVersion, "print the NATS server version benchmarks use (NATS_URL or embedded)"},
 	}

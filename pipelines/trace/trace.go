@@ -1,0 +1,294 @@
+// Package trace writes and reads natspipe traces: one record per message of a
+// run, with every stage's worker and arrival, start and end times, so a run
+// can be analysed after the fact (see package analysis and "natspipe analyze").
+//
+// Two formats carry the same messages:
+//
+//   - JSON Lines (.jsonl), the complete format: a header line describing the
+//     run (variant, spec, window or rate, bound, NATS server version, start
+//     time, lost messages), then one line per message.
+//   - CSV (.csv), for spreadsheets and notebooks: one row per message and
+//     stage, with the derived wait and service times. It has no header
+//     record, so the run's bound, window and rate are not in it.
+//
+// Times are stamps, int64 nanoseconds on the stamp clock (see
+// pipelines.Stamp: the host's monotonic clock by default, Unix time with
+// NATSPIPE_CLOCK=wall); the JSONL header says which and how to convert them
+// to Unix time. Durations are nanoseconds. The formats are documented in
+// full in docs/analysis.md.
+package trace
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/pipelines"
+)
+
+// Format and Version identify the JSON Lines trace format.
+const (
+	Format  = "natspipe-trace"
+	Version = 1
+)
+
+// EnvTrace names the environment variable that, set to a directory, makes
+// benchmarks write a trace of each run there (see WriteEnv).
+const EnvTrace = "NATSPIPE_TRACE"
+
+// Errors a reader returns, wrapped with the file and line; test with errors.Is.
+var (
+	// ErrMalformed: a line or row that is not a valid trace record.
+	ErrMalformed = errors.New("malformed trace")
+	// ErrTruncated: the file ends before the trace does.
+	ErrTruncated = errors.New("truncated trace")
+)
+
+// Trace is one run: what it was and every message it sent.
+type Trace struct {
+	Meta     Meta
+	Messages []Message // ascending by Seq
+	// Source is the file the trace was read from; empty for a trace built by New.
+	Source string
+}
+
+// Meta describes a run. Zero values mean unknown: a trace read from CSV
+// knows only the variant, the stage count and the stage durations.
+type Meta struct {
+	Format    string          `json:"format"`  // Format
+	Version   int             `json:"version"` // Version
+	Variant   string          `json:"variant"`
+	Stages    int             `json:"stages"`
+	Durations []time.Duration `json:"durations_ns"` // each stage's defined time, S1 first
+	Work      string          `json:"work"`         // "sleep" or "cpu"
+	Payload   int             `json:"payload_bytes"`
+	N         int             `json:"n"`        // messages the run was asked to send
+	Messages  int             `json:"messages"` // message records that follow the header
+	Window    int             `json:"window"`   // closed-loop window; 0 for open loop
+	Rate      float64         `json:"rate"`     // open-loop rate, msgs/s; 0 for closed loop
+	// Bound is the configuration's theoretical throughput, msgs/s; 0 when
+	// unknown or unbounded.
+	Bound float64 `json:"bound"`
+	// Start is when the run started, wall time; StartStamp the same
+	// instant on the stamp clock (0 when unknown).
+	Start      time.Time `json:"start"`
+	StartStamp int64     `json:"start_stamp"`
+	// Clock is the stamp clock the message times are on: "monotonic" (the
+	// host's, the default) or "wall" (Unix ns); see pipelines.Stamp.
+	// WallOffset added to a stamp gives Unix ns.
+	Clock      string        `json:"clock"`
+	WallOffset int64         `json:"wall_offset_ns"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	Completed  int           `json:"completed"`
+	Lost       []uint64      `json:"lost"` // seqs declared lost
+	Late       int           `json:"late"`
+	Duplicates int           `json:"duplicates"`
+	Strays     int           `json:"strays"`
+	Rejected   int           `json:"rejected"`
+	Violations []string      `json:"violations,omitempty"`
+	// Throughput is the run's steady-state msgs/s as the runner measured
+	// it; 0 when not finite.
+	Throughput float64 `json:"throughput"`
+	// NATSServer is the NATS server's version; empty when unknown or when
+	// the variant uses no NATS (P0).
+	NATSServer string `json:"nats_server,omitempty"`
+	// GoVersion and GOMAXPROCS describe the process that wrote the trace.
+	GoVersion  string `json:"go,omitempty"`
+	GOMAXPROCS int    `json:"gomaxprocs,omitempty"`
+}
+
+// OpenLoop reports whether the run's source sent at a fixed rate.
+func (m *Meta) OpenLoop() bool { return m.Rate > 0 }
+
+// Message is one message's account.
+type Message struct {
+	Seq uint64 `json:"seq"`
+	ID  string `json:"id,omitempty"` // correlation ID; empty for a lost message
+	// Intended is when the source meant to send it (open loop); the send
+	// time otherwise.
+	Intended int64 `json:"intended"`
+	// Sent is the send time stamped in the envelope; 0 for a lost message,
+	// whose envelope never came back.
+	Sent int64 `json:"sent"`
+	// Received is when the sink received it; 0 if lost.
+	Received int64   `json:"received"`
+	Stages   []Stage `json:"stages,omitempty"`
+}
+
+// Completed reports whether the message came back.
+func (m *Message) Completed() bool { return m.Received != 0 }
+
+// Stage is what one stage recorded on a message.
+type Stage struct {
+	Stage    int    `json:"stage"` // 1-based
+	Worker   string `json:"worker"`
+	Arrived  int64  `json:"arrived"`
+	Started  int64  `json:"started"`
+	Finished int64  `json:"finished"`
+}
+
+// Wait is the time the message queued at the stage: Started - Arrived.
+func (s Stage) Wait() time.Duration { return time.Duration(s.Started - s.Arrived) }
+
+// Service is the stage's work time: Finished - Started.
+func (s Stage) Service() time.Duration { return time.Duration(s.Finished - s.Started) }
+
+// New builds the trace of res. Messages never sent (a run cut short) are
+// left out; lost messages are kept, without stages. It records this
+// process's stamp clock, so call it in the process that ran res.
+func New(res *pipelines.Result) *Trace {
+	m := Meta{
+		Format:     Format,
+		Version:    Version,
+		Variant:    res.Variant,
+		Stages:     res.Spec.Stages(),
+		Durations:  append([]time.Duration(nil), res.Spec.Durations...),
+		Work:       string(res.Spec.Work),
+		Payload:    res.Spec.PayloadSize,
+		N:          res.N,
+		Window:     res.Window,
+		Rate:       res.Rate,
+		Bound:      finite(res.Bound),
+		Start:      res.Start,
+		Clock:      pipelines.StampClock(),
+		WallOffset: pipelines.WallOffset(),
+		Elapsed:    res.Elapsed,
+		Completed:  res.Completed,
+		Lost:       append([]uint64(nil), res.Lost...),
+		Late:       res.Late,
+		Duplicates: res.Duplicates,
+		Strays:     res.Strays,
+		Rejected:   res.Rejected,
+		Violations: append([]string(nil), res.Violations...),
+		Throughput: finite(res.Throughput),
+		GoVersion:  runtime.Version(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+	}
+	if !res.Start.IsZero() {
+		m.StartStamp = pipelines.Stamp(res.Start)
+	}
+	t := &Trace{Meta: m}
+	for i := range res.Records {
+		r := &res.Records[i]
+		if !r.Completed() && r.Intended == 0 {
+			continue // never sent
+		}
+		msg := Message{Seq: uint64(i), Intended: r.Intended, Received: r.Received}
+		if r.Completed() {
+			msg.ID, msg.Sent = r.ID, r.Sent
+			msg.Stages = make([]Stage, len(r.Stages))
+			for j, s := range r.Stages {
+				msg.Stages[j] = Stage{Stage: s.Stage, Worker: s.Worker, Arrived: s.Arrived, Started: s.Started, Finished: s.Finished}
+			}
+		}
+		t.Messages = append(t.Messages, msg)
+	}
+	t.Meta.Messages = len(t.Messages)
+	return t
+}
+
+func finite(x float64) float64 {
+	if math.IsInf(x, 0) || math.IsNaN(x) {
+		return 0
+	}
+	return x
+}
+
+// Save writes the trace as dir/name.jsonl and dir/name.csv, creating dir.
+func (t *Trace) Save(dir, name string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("trace %s: %w", name, err)
+	}
+	base := filepath.Join(dir, name)
+	if err := writeFile(base+".jsonl", t.WriteJSONL); err != nil {
+		return err
+	}
+	return writeFile(base+".csv", t.WriteCSV)
+}
+
+// WriteDir writes res's trace as dir/name.jsonl and dir/name.csv.
+func WriteDir(dir, name string, res *pipelines.Result) error {
+	return New(res).Save(dir, name)
+}
+
+// WriteEnv writes res's trace into the directory named by NATSPIPE_TRACE,
+// as SafeName(name).jsonl and .csv, and returns the JSONL file's path. When
+// the variable is unset it does nothing and returns "". getenv nil means
+// os.Getenv. s, the run's sender, is asked for the NATS server version: a
+// sender with a ServerVersion() string method or a Conn() *nats.Conn method
+// (bus.Endpoint) tells it.
+//
+// A benchmark calls its body several times while testing.B sizes b.N; each
+// call overwrites the trace, so the file holds the last, largest run.
+func WriteEnv(getenv pipelines.Getenv, name string, res *pipelines.Result, s pipelines.Sender) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	dir := getenv(EnvTrace)
+	if dir == "" {
+		return "", nil
+	}
+	t := New(res)
+	t.Meta.NATSServer = ServerVersion(s)
+	name = SafeName(name)
+	if err := t.Save(dir, name); err != nil {
+		return "", fmt.Errorf("%s=%s: %w", EnvTrace, dir, err)
+	}
+	return filepath.Join(dir, name+".jsonl"), nil
+}
+
+// ServerVersion asks s for the version of the NATS server it publishes to;
+// "" when it cannot tell.
+func ServerVersion(s any) string {
+	switch v := s.(type) {
+	case interface{ ServerVersion() string }:
+		return v.ServerVersion()
+	case interface{ Conn() *nats.Conn }:
+		if nc := v.Conn(); nc != nil {
+			return nc.ConnectedServerVersion()
+		}
+	}
+	return ""
+}
+
+// SafeName turns a benchmark or test name into a file name: letters,
+// digits, '.', '-', '_' and '=' are kept, anything else ('/' included)
+// becomes '_'.
+func SafeName(name string) string {
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '.', r == '-', r == '_', r == '=':
+			return r
+		}
+		return '_'
+	}, name)
+	s = strings.Trim(s, ".")
+	if s == "" {
+		return "trace"
+	}
+	return s
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("trace: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("trace: close %s: %w", path, err)
+	}
+	return nil
+}
