@@ -13,9 +13,13 @@ import (
 	"github.com/natspipe/natspipe/pipelines/p0"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
+	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
-func TestMain(m *testing.M) { benchkit.Exit(m) }
+func TestMain(m *testing.M) {
+	worker.Dispatch() // the test binary doubles as P3/P4's worker processes
+	benchkit.Exit(m)
+}
 
 // suiteInflight is P2's in-flight limit in the suite.
 const suiteInflight = 64

@@ -34,10 +34,10 @@ func newStampClock(wall bool) stampClock {
 	anchor := time.Now()
 	c := stampClock{wall: wall, anchor: anchor, unix: anchor.UnixNano(), base: anchor.UnixNano()}
 	if !wall {
-		if mono, ok := monotonicNow(); ok {
+		if a, mono, ok := monotonicAnchor(); ok {
 			// Go's monotonic readings are CLOCK_MONOTONIC, so offsets from
 			// anchor are exact; the anchor pair is taken within a microsecond.
-			c.base = mono
+			c.anchor, c.unix, c.base = a, a.UnixNano(), mono
 		} else {
 			c.wall = true
 		}

@@ -28,6 +28,7 @@ var units = []string{
 	"Unit p90-ms better=lower assume=nothing",
 	"Unit p99-ms better=lower assume=nothing",
 	"Unit startup-ms better=lower assume=nothing",
+	"Unit imbalance better=lower assume=nothing",
 	"Unit ns/hop better=lower assume=nothing",
 	"Unit x-raw better=lower assume=nothing",
 }

@@ -1,0 +1,100 @@
+// Package p3 is the variant whose stages each run in an operating-system
+// process of their own, talking over NATS: one worker process per stage,
+// a sync worker by default (exactly one message in stage work at a time),
+// so its throughput bound is 1/max(t): 25 msgs/s for the seed durations.
+// Async workers (up to Concurrency messages in work each) are the variant's
+// other mode.
+//
+// The worker processes are pipelines/worker's; Start launches them through
+// a worker.Launcher: the test binary itself in tests and benchmarks
+// (worker.Self, with worker.Dispatch in TestMain), or a natspipe-worker
+// binary (worker.Command). P3 is P4 (pipelines/p4) with one worker per
+// stage; both share the worker and its fleet.
+package p3
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/worker"
+)
+
+// Options configure a P3 pipeline.
+type Options struct {
+	URL      string       // NATS server
+	Subjects bus.Subjects // the pipeline's subjects
+	// Mode is every worker's mode; "": sync.
+	Mode worker.Mode
+	// Concurrency is an async worker's messages in work at once; 0: worker.DefaultConcurrency.
+	Concurrency int
+	// Launcher starts worker processes (worker.Self in tests).
+	Launcher worker.Launcher
+	// ReadyTimeout bounds the start, StopTimeout each stage's stop; 0: defaults.
+	ReadyTimeout, StopTimeout time.Duration
+	// Env gives one worker extra environment (tests).
+	Env func(worker.WorkerID) []string
+	// Stderr receives a copy of every worker's stderr; nil keeps only tails.
+	Stderr io.Writer
+}
+
+// Pipeline is a running P3 pipeline: one worker process per stage.
+type Pipeline struct {
+	*worker.Fleet
+}
+
+// Start starts one worker process per stage of spec and returns once all
+// are ready. Worker faults (a worker that dies) go to sink. Send through a
+// bus.Endpoint attached to opts.Subjects; Close the pipeline.
+func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipelines.Sink) (*Pipeline, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("p3: %w", err)
+	}
+	f, err := worker.StartFleet(ctx, worker.FleetConfig{
+		URL:          opts.URL,
+		Subjects:     opts.Subjects,
+		Spec:         spec,
+		Alloc:        ones(spec.Stages()),
+		Mode:         opts.Mode,
+		Concurrency:  opts.Concurrency,
+		Variant:      "p3",
+		Launcher:     opts.Launcher,
+		ReadyTimeout: opts.ReadyTimeout,
+		StopTimeout:  opts.StopTimeout,
+		Env:          opts.Env,
+		Stderr:       opts.Stderr,
+	}, sink)
+	if err != nil {
+		return nil, err
+	}
+	return &Pipeline{Fleet: f}, nil
+}
+
+func ones(n int) []int { return slices.Repeat([]int{1}, n) }
+
+func concurrent(mode worker.Mode, concurrency int) int {
+	return worker.Config{Mode: mode, Concurrency: concurrency}.Concurrent()
+}
+
+// Capacity is what limits P3's throughput: each stage's one worker's
+// concurrency, and for cpu work the cores.
+func Capacity(spec pipelines.Spec, mode worker.Mode, concurrency int) pipelines.Capacity {
+	return worker.Capacity(ones(spec.Stages()), concurrent(mode, concurrency))
+}
+
+// Bound is P3's throughput bound in msgs/s: min over stages of
+// concurrency/t_i (1/max(t) for sync workers), and for cpu work at most
+// cores/sum(t).
+func Bound(spec pipelines.Spec, mode worker.Mode, concurrency int) float64 {
+	return spec.Bound(Capacity(spec, mode, concurrency))
+}
+
+// Window is the default closed-loop window of a run at bound msgs/s (see
+// worker.Window).
+func Window(spec pipelines.Spec, mode worker.Mode, concurrency int, bound float64) int {
+	return worker.Window(spec, ones(spec.Stages()), concurrent(mode, concurrency), bound)
+}

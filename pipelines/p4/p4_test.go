@@ -1,0 +1,548 @@
+package p4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/worker"
+)
+
+func TestMain(m *testing.M) {
+	worker.Dispatch() // the test binary doubles as the worker process
+	os.Exit(benchkit.Main(m))
+}
+
+// testSpec is a short pipeline for tests: 2, 8, 2, 2 ms, sleep work.
+func testSpec() pipelines.Spec {
+	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
+}
+
+// rig is a P4 pipeline under test: a NATS server, the worker processes, the
+// harness's endpoint and the runner.
+type rig struct {
+	srv      *natstest.Server
+	subjects bus.Subjects
+	runner   *pipelines.Runner
+	pipe     *Pipeline
+	ep       *bus.Endpoint
+}
+
+func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunConfig) *rig {
+	t.Helper()
+	r := &rig{srv: natstest.Start(t), subjects: bus.NewSubjects()}
+	launcher, err := worker.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Alloc == nil {
+		opts.Alloc = DefaultAlloc()
+	}
+	rc.Spec, rc.Variant = spec, "p4"
+	if rc.Bound == 0 {
+		rc.Bound = Bound(spec, opts.Alloc, opts.Mode, opts.Concurrency)
+	}
+	if rc.Window == 0 {
+		rc.Window = Window(spec, opts.Alloc, opts.Mode, opts.Concurrency, rc.Bound)
+	}
+	if r.runner, err = pipelines.NewRunner(rc); err != nil {
+		t.Fatal(err)
+	}
+	opts.URL, opts.Subjects, opts.Launcher = r.srv.URL, r.subjects, launcher
+	// Registered before the pipeline's Close, so it runs after it.
+	t.Cleanup(func() {
+		if r.pipe != nil {
+			checkNoOrphans(t, r.pipe.Fleet)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r.pipe, err = Start(ctx, opts, spec, r.runner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.pipe.Close(); err != nil && r.pipe.Err() == nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	t.Logf("%d workers ready in %v", len(r.pipe.Workers()), r.pipe.Startup().Round(time.Millisecond))
+	if r.ep, err = bus.Attach(r.srv.URL, r.subjects, r.runner); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.ep.Close() })
+	return r
+}
+
+// checkNoOrphans fails t if any worker process of f still exists.
+func checkNoOrphans(t testing.TB, f *worker.Fleet) {
+	t.Helper()
+	for _, id := range f.Workers() {
+		pid := f.PID(id.Name)
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker %s (pid %d) outlived its test: kill(pid, 0) = %v", id.Name, pid, err)
+		}
+	}
+	if left := f.Leftovers(); len(left) > 0 {
+		t.Errorf("left over: %v", left)
+	}
+}
+
+func (r *rig) run(t testing.TB, n int) (*pipelines.Result, error) {
+	t.Helper()
+	if err := r.pipe.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return r.runner.Run(context.Background(), r.ep, n)
+}
+
+func TestParseAlloc(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Alloc
+	}{
+		{"1-4-1-1", Alloc{1, 4, 1, 1}},
+		{"1,2,1,1", Alloc{1, 2, 1, 1}},
+		{" 3 ", Alloc{3}},
+		{"1 - 2", Alloc{1, 2}},
+	} {
+		got, err := ParseAlloc(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ParseAlloc(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if again, err := ParseAlloc(got.String()); err != nil || !slices.Equal(again, got) {
+			t.Errorf("round trip of %v: %v, %v", got, again, err)
+		}
+	}
+	for _, bad := range []string{"", "1-0-1-1", "1--1", "1-x-1", "-1", "1-4-1-1-", "1-300"} {
+		if a, err := ParseAlloc(bad); err == nil {
+			t.Errorf("ParseAlloc(%q) = %v, want an error", bad, a)
+		}
+	}
+	if err := (Alloc{1, 4, 1}).Check(4); err == nil {
+		t.Error("3-stage allocation accepted for 4 stages")
+	}
+	if s := DefaultAlloc().String(); s != "1-4-1-1" {
+		t.Errorf("default allocation %q", s)
+	}
+	env := func(v string) pipelines.Getenv {
+		return func(k string) string {
+			if k == EnvAlloc {
+				return v
+			}
+			return ""
+		}
+	}
+	if a, err := AllocFromEnv(env("1-2-1-1"), DefaultAlloc()); err != nil || a.String() != "1-2-1-1" {
+		t.Errorf("AllocFromEnv = %v, %v", a, err)
+	}
+	if _, err := AllocFromEnv(env("two"), DefaultAlloc()); err == nil || !strings.Contains(err.Error(), EnvAlloc) {
+		t.Errorf("bad %s: %v", EnvAlloc, err)
+	}
+}
+
+func TestBound(t *testing.T) {
+	seed := pipelines.DefaultSpec()
+	for _, tc := range []struct {
+		alloc Alloc
+		mode  worker.Mode
+		conc  int
+		want  float64
+	}{
+		{Alloc{1, 1, 1, 1}, worker.Sync, 0, 25},
+		{Alloc{1, 2, 1, 1}, worker.Sync, 0, 50},
+		{Alloc{1, 4, 1, 1}, worker.Sync, 0, 100},
+		{Alloc{1, 8, 1, 1}, worker.Sync, 0, 100}, // S1, S3, S4 bind
+		{Alloc{1, 1, 1, 1}, worker.Async, 2, 50},
+	} {
+		if got := Bound(seed, tc.alloc, tc.mode, tc.conc); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Bound(%v, %s x%d) = %v, want %v", tc.alloc, tc.mode, tc.conc, got, tc.want)
+		}
+	}
+	cpu := seed
+	cpu.Work = pipelines.CPU
+	if got, cores := Bound(cpu, Alloc{1, 4, 1, 1}, worker.Sync, 0), Capacity(cpu, nil, "", 0).Cores; got > float64(cores)/0.07+1e-9 {
+		t.Errorf("cpu bound %v exceeds %d cores / 70ms", got, cores)
+	}
+	if w := Window(seed, Alloc{1, 4, 1, 1}, worker.Sync, 0, 100); w <= pipelines.DefaultWindow(seed, 100) {
+		t.Errorf("window %d leaves no room for random assignment", w)
+	}
+}
+
+// recordsByWorker counts, per worker name, the completed messages whose
+// stage records it stamped.
+func recordsByWorker(res *pipelines.Result) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, rec := range res.Records {
+		if rec.Completed() {
+			for _, s := range rec.Stages {
+				m[s.Worker]++
+			}
+		}
+	}
+	return m
+}
+
+func TestExactlyOnce(t *testing.T) {
+	alloc, err := AllocFromEnv(os.Getenv, DefaultAlloc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode, err := ModeFromEnv(os.Getenv, worker.Sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range slices.Compact([]worker.Mode{mode, worker.Async}) {
+		t.Run("mode="+string(mode), func(t *testing.T) {
+			benchkit.CheckLeaks(t)
+			spec := testSpec()
+			r := newRig(t, spec, Options{Alloc: alloc, Mode: mode}, pipelines.RunConfig{Timeout: time.Minute})
+			before, err := r.pipe.Stats(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 300
+			res, err := r.run(t, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log(res.Summary())
+			if res.Completed != n || len(res.Lost) != 0 || res.Duplicates != 0 || len(res.Violations) != 0 || res.Strays != 0 || res.Rejected != 0 {
+				t.Fatalf("completed %d/%d, lost %v, duplicates %d, violations %v, strays %d, rejected %d",
+					res.Completed, n, res.Lost, res.Duplicates, res.Violations, res.Strays, res.Rejected)
+			}
+			names := map[string]bool{}
+			for _, id := range r.pipe.Workers() {
+				names[id.Name] = true
+			}
+			for seq, rec := range res.Records {
+				if rec.Seq != uint64(seq) || len(rec.Stages) != spec.Stages() {
+					t.Fatalf("record %d: seq %d, %d stages", seq, rec.Seq, len(rec.Stages))
+				}
+				for i, s := range rec.Stages {
+					if !names[s.Worker] || !strings.HasPrefix(s.Worker, "p4-"+pipelines.StageName(i)+"-w") {
+						t.Fatalf("seq %d stage %s: worker %q is not one of the stage's", seq, pipelines.StageName(i), s.Worker)
+					}
+				}
+			}
+			// The workers' own counts agree with the records they stamped.
+			after, err := r.pipe.Stats(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			handled := worker.Handled(before, after)
+			stamped := recordsByWorker(res)
+			for _, id := range r.pipe.Workers() {
+				if handled[id.Name] != stamped[id.Name] {
+					t.Errorf("%s reports %d handled, stamped %d records", id.Name, handled[id.Name], stamped[id.Name])
+				}
+			}
+			shares := worker.Shares(r.pipe.Workers(), handled)
+			t.Logf("balance:\n%s", worker.FormatShares(shares))
+			for _, s := range shares {
+				if alloc[s.Stage] > 1 && s.Handled == 0 {
+					t.Errorf("%s handled nothing", s.Name)
+				}
+			}
+			final, err := r.pipe.Stop(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(final) != alloc.Total() {
+				t.Errorf("%d stop replies, want %d", len(final), alloc.Total())
+			}
+			for _, s := range final {
+				if !s.Stopped || s.Handled != handled[s.Name]+beforeCount(before, s.Name) {
+					t.Errorf("stop reply %+v", s)
+				}
+			}
+		})
+	}
+}
+
+func beforeCount(ss []worker.Stats, name string) uint64 {
+	for _, s := range ss {
+		if s.Name == name {
+			return s.Handled
+		}
+	}
+	return 0
+}
+
+// spy records, from a plain subscription beside the queue group, which
+// messages entered a stage and which left it.
+type spy struct {
+	mu       sync.Mutex
+	in, out  map[uint64]bool
+	finished int
+}
+
+func newSpy(t *testing.T, url string, subjects bus.Subjects, stage, stages int) *spy {
+	t.Helper()
+	s := &spy{in: map[uint64]bool{}, out: map[uint64]bool{}}
+	nc, err := bus.Connect(url, "spy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	record := func(into map[uint64]bool, done bool) nats.MsgHandler {
+		return func(m *nats.Msg) {
+			var env pipelines.Envelope
+			if env.Decode(m.Data) != nil {
+				return
+			}
+			s.mu.Lock()
+			into[env.Seq] = true
+			if done {
+				s.finished++
+			}
+			s.mu.Unlock()
+		}
+	}
+	for subj, h := range map[string]nats.MsgHandler{
+		subjects.Stage(stage):        record(s.in, false),
+		subjects.Next(stage, stages): record(s.out, false),
+		subjects.Done():              record(map[uint64]bool{}, true),
+	} {
+		sub, err := nc.Subscribe(subj, h)
+		if err == nil {
+			err = bus.Unlimit(sub)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *spy) completions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finished
+}
+
+// vanished lists the messages that entered the stage and never left it.
+func (s *spy) vanished() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v []uint64
+	for seq := range s.in {
+		if !s.out[seq] {
+			v = append(v, seq)
+		}
+	}
+	slices.Sort(v)
+	return v
+}
+
+func TestKillS2WorkerMidRun(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	spec := testSpec()
+	const n = 400
+	const lossTimeout = 1500 * time.Millisecond
+	r := newRig(t, spec, Options{Alloc: Alloc{1, 4, 1, 1}}, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: time.Minute})
+	sp := newSpy(t, r.srv.URL, r.subjects, 1, spec.Stages())
+	const victim = "p4-S2-w2"
+
+	type outcome struct {
+		res *pipelines.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	start := time.Now()
+	go func() {
+		res, err := r.runner.Run(context.Background(), r.ep, n)
+		done <- outcome{res, err}
+	}()
+	for sp.completions() < n/3 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("only %d completions after 30s", sp.completions())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	exit, err := r.pipe.Kill(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := pipelines.Now()
+	t.Logf("killed %s: %s", victim, exit.Status())
+
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("run did not end within a minute")
+	}
+	res, err := o.res, o.err
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	t.Log(res.Summary())
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("run took %v", took)
+	}
+	if err := r.pipe.Err(); err != nil {
+		t.Errorf("deliberate kill treated as a fault: %v", err)
+	}
+	// Core NATS is at-most-once: what the victim held is lost, and the run
+	// says exactly which messages those were.
+	want := sp.vanished()
+	if len(want) == 0 {
+		t.Fatal("the killed worker held no message; nothing to check")
+	}
+	if !slices.Equal(res.Lost, want) {
+		t.Errorf("run reports lost %v; messages that entered S2 and never left: %v", res.Lost, want)
+	}
+	if err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("run error %v, want one reporting lost messages", err)
+	}
+	if res.Completed+len(res.Lost) != n || res.Duplicates != 0 || len(res.Violations) != 0 || res.Late != 0 {
+		t.Errorf("completed %d + lost %d of %d, duplicates %d, late %d, violations %v",
+			res.Completed, len(res.Lost), n, res.Duplicates, res.Late, res.Violations)
+	}
+	// The other workers kept serving: messages sent after the kill came back,
+	// none through the victim.
+	later := 0
+	for _, rec := range res.Records {
+		if !rec.Completed() {
+			continue
+		}
+		if rec.Stages[1].Worker == victim && rec.Stages[1].Finished > killed {
+			t.Errorf("seq %d finished S2 on %s after it was killed", rec.Seq, victim)
+		}
+		if rec.Sent > killed {
+			later++
+		}
+	}
+	if later == 0 {
+		t.Error("no message sent after the kill completed")
+	}
+	t.Logf("%d lost (%v), %d messages sent after the kill completed", len(res.Lost), res.Lost, later)
+}
+
+func TestCrashingWorkerFailsRunFast(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	spec := testSpec()
+	const crasher = "p4-S2-w1"
+	opts := Options{Alloc: Alloc{1, 2, 1, 1}, Env: func(id worker.WorkerID) []string {
+		if id.Name == crasher {
+			return []string{worker.EnvCrash + "=20:3"}
+		}
+		return nil
+	}}
+	r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: 30 * time.Second, Timeout: time.Minute})
+	start := time.Now()
+	res, err := r.runner.Run(context.Background(), r.ep, 1000)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("run succeeded: %s", res.Summary())
+	}
+	t.Logf("run failed after %v: %v", took, err)
+	for _, want := range []string{crasher, "exit status 3", "crashing on purpose"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q", want)
+		}
+	}
+	if took > 10*time.Second {
+		t.Errorf("run took %v to fail; the loss timeout is 30s", took)
+	}
+	if r.pipe.Err() == nil {
+		t.Error("pipeline reports no fault after a worker crashed")
+	}
+	// A run started after the crash refuses at once.
+	if err := r.pipe.Err(); err == nil || !strings.Contains(err.Error(), crasher) {
+		t.Errorf("Err() = %v", err)
+	}
+}
+
+func TestWorkerFailingAtStartup(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	launcher, err := worker.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = Start(context.Background(), Options{
+		URL: srv.URL, Subjects: bus.NewSubjects(), Alloc: Alloc{1, 2, 1, 1}, Launcher: launcher,
+		Env: func(id worker.WorkerID) []string {
+			if id.Name == "p4-S2-w2" {
+				return []string{worker.EnvCrash + "=nonsense"}
+			}
+			return nil
+		},
+	}, testSpec(), nil)
+	if err == nil {
+		t.Fatal("start succeeded")
+	}
+	for _, want := range []string{"p4-S2-w2", "before it was ready", "exit status 2", worker.EnvCrash} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("start took %v to fail", took)
+	}
+}
+
+// BenchmarkP4 sweeps allocations (all ones, then the bottleneck stage x2
+// and x4: 1-1-1-1, 1-2-1-1, 1-4-1-1 for the seed durations), worker modes
+// and work models. NATSPIPE_ALLOC and NATSPIPE_MODE replace their sweeps
+// with one value.
+func BenchmarkP4(b *testing.B) {
+	spec := benchkit.Spec(b, pipelines.DefaultSpec())
+	var allocs []Alloc
+	if v := os.Getenv(EnvAlloc); v != "" {
+		a, err := AllocFromEnv(os.Getenv, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		allocs = []Alloc{a}
+	} else {
+		for _, k := range []int{1, 2, 4} {
+			a := Ones(spec.Stages())
+			a[spec.Bottleneck()] = k
+			allocs = append(allocs, a)
+		}
+	}
+	modes := []worker.Mode{worker.Sync, worker.Async}
+	if os.Getenv(EnvMode) != "" {
+		m, err := ModeFromEnv(os.Getenv, worker.Sync)
+		if err != nil {
+			b.Fatal(err)
+		}
+		modes = []worker.Mode{m}
+	}
+	conc := benchkit.Int(b, EnvConcurrency, 0)
+	srv := natstest.Start(b)
+	for _, alloc := range allocs {
+		if err := alloc.Check(spec.Stages()); err != nil {
+			b.Fatalf("%s: %v", EnvAlloc, err)
+		}
+		for _, mode := range modes {
+			for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
+				s := spec
+				s.Work = work
+				name := fmt.Sprintf("alloc=%s/mode=%s/work=%s", alloc, mode, work)
+				benchFleet(b, srv.URL, name, s, Options{Alloc: alloc, Mode: mode, Concurrency: conc})
+			}
+		}
+	}
+}

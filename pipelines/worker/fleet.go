@@ -1,0 +1,576 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+)
+
+// Fleet defaults.
+const (
+	// DefaultFleetReadyTimeout bounds starting a fleet: every worker
+	// process started, connected, subscribed and announced.
+	DefaultFleetReadyTimeout = 30 * time.Second
+	// DefaultStopTimeout bounds each stage's stop: drain and reply.
+	DefaultStopTimeout = 15 * time.Second
+	// statsTimeout bounds a stats request's replies.
+	statsTimeout = 5 * time.Second
+	// stopGrace is how long workers get to exit after their stop replies,
+	// before they are killed.
+	stopGrace = 10 * time.Second
+)
+
+// Launcher says how to start a worker process: an executable that runs
+// Main on the worker flags appended to Args.
+type Launcher struct {
+	Path string
+	Args []string // before the worker flags
+	Env  []string // added to the harness's environment
+}
+
+// Self returns a launcher that re-executes the running binary with
+// EnvChild=1: a test binary whose TestMain calls Dispatch, so tests and
+// benchmarks need no build step.
+func Self() (Launcher, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return Launcher{}, fmt.Errorf("worker launcher: find own executable: %w", err)
+	}
+	return Launcher{Path: exe, Env: []string{EnvChild + "=1"}}, nil
+}
+
+// Command returns a launcher for a natspipe-worker binary at path.
+func Command(path string) Launcher { return Launcher{Path: path} }
+
+// WorkerID names one worker of a fleet.
+type WorkerID struct {
+	Stage int    // 0-based stage
+	Index int    // 0-based among the stage's workers
+	Name  string // e.g. "p4-S2-w3"
+}
+
+// WorkerName is the conventional name of worker j (0-based) of stage i in a
+// variant: "p4-S2-w3".
+func WorkerName(variant string, stage, j int) string {
+	return fmt.Sprintf("%s-%s-w%d", variant, pipelines.StageName(stage), j+1)
+}
+
+// FleetConfig configures a fleet of worker processes.
+type FleetConfig struct {
+	URL      string
+	Subjects bus.Subjects
+	Spec     pipelines.Spec
+	// Alloc is the number of worker processes per stage; nil: one each.
+	Alloc []int
+	// Mode and Concurrency are every worker's (see Config).
+	Mode        Mode
+	Concurrency int
+	// Variant prefixes worker names, e.g. "p4".
+	Variant  string
+	Launcher Launcher
+	// ReadyTimeout bounds the start: every worker ready; 0: default.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds each stage's drain on Stop; 0: default.
+	StopTimeout time.Duration
+	// Env, when set, gives extra environment for one worker (tests).
+	Env func(WorkerID) []string
+	// Stderr, when set, receives a copy of every worker's stderr.
+	Stderr io.Writer
+}
+
+// Fleet is the harness's side of a set of worker processes serving a
+// pipeline: it starts them, waits until all are ready, watches them, asks
+// for their counts, and stops them.
+//
+// A worker that exits without having been asked to (a crash, a kill from
+// outside) is a fault: it is reported at once to the Faulter given to
+// StartFleet (a pipelines.Runner, so the run in progress fails fast) and
+// kept as Err, so a run that starts later can refuse to.
+type Fleet struct {
+	cfg     FleetConfig
+	faults  bus.Faulter
+	nc      *nats.Conn
+	group   *procs.Group
+	ids     []WorkerID
+	procs   map[string]*procs.Proc
+	startup time.Duration
+	early   chan *procs.Exit // unexpected exits, for the readiness wait
+
+	mu      sync.Mutex
+	err     error
+	stopped bool
+	closed  bool
+}
+
+func (cfg *FleetConfig) fill() error {
+	if err := cfg.Spec.Validate(); err != nil {
+		return err
+	}
+	n := cfg.Spec.Stages()
+	if cfg.Alloc == nil {
+		cfg.Alloc = slices.Repeat([]int{1}, n)
+	}
+	if len(cfg.Alloc) != n {
+		return fmt.Errorf("allocation %v has %d stages, the pipeline %d", cfg.Alloc, len(cfg.Alloc), n)
+	}
+	for i, w := range cfg.Alloc {
+		if w < 1 {
+			return fmt.Errorf("allocation %v: stage %s has %d workers, want at least 1", cfg.Alloc, pipelines.StageName(i), w)
+		}
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = Sync
+	}
+	probe := Config{Spec: cfg.Spec, Subjects: cfg.Subjects, Mode: cfg.Mode, Concurrency: cfg.Concurrency, Name: "probe"}
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	if cfg.Variant == "" {
+		cfg.Variant = "w"
+	}
+	if cfg.Launcher.Path == "" {
+		return errors.New("no worker launcher")
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultFleetReadyTimeout
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	return nil
+}
+
+// StartFleet starts cfg.Alloc[i] worker processes for each stage i and
+// returns once every one has announced readiness (its queue subscription is
+// registered with the server), so messages sent afterwards find every
+// worker. Worker faults go to sink.Fault, the messages workers refuse to
+// sink.Reject; sink may be nil. On error every process started has been
+// killed.
+func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fleet, error) {
+	var faults bus.Faulter
+	if sink != nil {
+		faults = sink
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	begin := time.Now()
+	f := &Fleet{cfg: cfg, faults: faults, procs: map[string]*procs.Proc{}}
+	for i, w := range cfg.Alloc {
+		for j := range w {
+			f.ids = append(f.ids, WorkerID{Stage: i, Index: j, Name: WorkerName(cfg.Variant, i, j)})
+		}
+	}
+	f.early = make(chan *procs.Exit, len(f.ids))
+
+	nc, err := bus.Connect(cfg.URL, cfg.Variant+"-fleet", faults)
+	if err != nil {
+		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+	}
+	f.nc = nc
+	ready := make(chan Stats, len(f.ids))
+	sub, err := nc.Subscribe(ReadySubject(cfg.Subjects), func(m *nats.Msg) {
+		var s Stats
+		if json.Unmarshal(m.Data, &s) == nil {
+			select {
+			case ready <- s:
+			default:
+			}
+		}
+	})
+	if err == nil && sink != nil {
+		var rs *nats.Subscription
+		rs, err = nc.Subscribe(RejectSubject(cfg.Subjects), func(m *nats.Msg) {
+			var r Reject
+			if json.Unmarshal(m.Data, &r) == nil {
+				sink.Reject(r.Stage, fmt.Errorf("worker %s: %s", r.Worker, r.Error))
+			}
+		})
+		if err == nil {
+			err = bus.Unlimit(rs)
+		}
+	}
+	if err == nil {
+		err = nc.FlushTimeout(bus.ConnectTimeout)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("fleet %s: subscribe to control subjects: %w", cfg.Variant, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	f.group = procs.NewGroup(f.unexpected)
+	fail := func(err error) (*Fleet, error) {
+		_ = f.group.Close()
+		f.nc.Close()
+		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+	}
+	base := childEnv(cfg.Launcher.Env)
+	for _, id := range f.ids {
+		env := base
+		if cfg.Env != nil {
+			env = append(slices.Clip(base), cfg.Env(id)...)
+		}
+		p, err := f.group.Start(procs.Spec{
+			Name:     id.Name,
+			Path:     cfg.Launcher.Path,
+			Args:     append(slices.Clip(cfg.Launcher.Args), f.flags(id)...),
+			Env:      env,
+			Stderr:   cfg.Stderr,
+			Lifeline: true,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		f.procs[id.Name] = p
+	}
+
+	timer := time.NewTimer(cfg.ReadyTimeout)
+	defer timer.Stop()
+	waiting := map[string]bool{}
+	for _, id := range f.ids {
+		waiting[id.Name] = true
+	}
+	for len(waiting) > 0 {
+		select {
+		case s := <-ready:
+			delete(waiting, s.Name)
+		case e := <-f.early:
+			return fail(fmt.Errorf("worker %s exited before it was ready: %w", e.Name, e))
+		case <-timer.C:
+			return fail(fmt.Errorf("%d of %d workers not ready after %v: %s", len(waiting), len(f.ids), cfg.ReadyTimeout, f.describe(waiting)))
+		case <-ctx.Done():
+			return fail(fmt.Errorf("waiting for %d workers to be ready: %w", len(waiting), ctx.Err()))
+		}
+	}
+	f.startup = time.Since(begin)
+	return f, nil
+}
+
+// flags are the worker flags for id.
+func (f *Fleet) flags(id WorkerID) []string {
+	c := f.cfg
+	args := []string{
+		"-url", c.URL,
+		"-stage", pipelines.StageName(id.Stage),
+		"-prefix", c.Subjects.Prefix,
+		"-durations", pipelines.DurationsString(c.Spec.Durations),
+		"-work", string(c.Spec.Work),
+		"-mode", string(c.Mode),
+		"-name", id.Name,
+		"-ready-timeout", c.ReadyTimeout.String(),
+		"-drain-timeout", c.StopTimeout.String(),
+	}
+	if c.Mode == Async && c.Concurrency > 0 {
+		args = append(args, "-concurrency", strconv.Itoa(c.Concurrency))
+	}
+	var sd []string
+	for i, d := range c.Spec.Slowdown {
+		if d > 0 {
+			sd = append(sd, pipelines.StageName(i)+"="+d.String())
+		}
+	}
+	// Always given, so a worker never takes NATSPIPE_SLOWDOWN from the
+	// environment behind the spec's back.
+	return append(args, "-slowdown", strings.Join(sd, ","))
+}
+
+// childEnv is the harness's environment without the variables that steer
+// test binaries, plus extra.
+func childEnv(extra []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == EnvChild || k == EnvCrash || k == procs.EnvLifeline {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// describe names the workers in set with their state and stderr tails.
+func (f *Fleet) describe(set map[string]bool) string {
+	var parts []string
+	for _, id := range f.ids {
+		if !set[id.Name] {
+			continue
+		}
+		p := f.procs[id.Name]
+		state := fmt.Sprintf("pid %d running", p.PID())
+		if e := p.Exit(); e != nil {
+			state = fmt.Sprintf("pid %d %s", p.PID(), e.Status())
+		}
+		tail := strings.TrimSpace(p.Tail())
+		if tail == "" {
+			tail = "(stderr empty)"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s): %s", id.Name, state, tail))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// unexpected handles a worker's exit nobody asked for.
+func (f *Fleet) unexpected(e *procs.Exit) {
+	select {
+	case f.early <- e:
+	default:
+	}
+	err := fmt.Errorf("%s: worker %s died: %w", f.cfg.Variant, e.Name, e)
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+	if f.faults != nil {
+		f.faults.Fault(err)
+	}
+}
+
+// Err is the first unexpected worker exit, nil if none.
+func (f *Fleet) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Startup is how long the fleet took to start: from StartFleet's call until
+// every worker was ready.
+func (f *Fleet) Startup() time.Duration { return f.startup }
+
+// Workers lists the fleet's workers in stage order.
+func (f *Fleet) Workers() []WorkerID { return append([]WorkerID(nil), f.ids...) }
+
+// PID is the process id (and process group id) of the named worker, 0 if
+// there is none.
+func (f *Fleet) PID(name string) int {
+	if p, ok := f.procs[name]; ok {
+		return p.PID()
+	}
+	return 0
+}
+
+// Kill kills the named worker with SIGKILL as a deliberate act: its exit is
+// not a fault. It returns once the worker has been reaped.
+func (f *Fleet) Kill(name string) (*procs.Exit, error) {
+	p, ok := f.procs[name]
+	if !ok {
+		return nil, fmt.Errorf("fleet %s: no worker %q", f.cfg.Variant, name)
+	}
+	e, err := p.Kill()
+	if err != nil {
+		return nil, fmt.Errorf("fleet %s: kill %s: %w", f.cfg.Variant, name, err)
+	}
+	return e, nil
+}
+
+// alive lists the names of the workers of stage (all stages when stage < 0)
+// that have not exited.
+func (f *Fleet) alive(stage int) map[string]bool {
+	m := map[string]bool{}
+	for _, id := range f.ids {
+		if (stage < 0 || id.Stage == stage) && f.procs[id.Name].Exit() == nil {
+			m[id.Name] = true
+		}
+	}
+	return m
+}
+
+// request publishes a request on subject and collects the Stats replies of
+// the workers in want, until all have replied, have exited, or timeout.
+// It returns the replies and the names that gave none.
+func (f *Fleet) request(ctx context.Context, subject string, want map[string]bool, timeout time.Duration) (map[string]Stats, []string, error) {
+	got := map[string]Stats{}
+	if len(want) == 0 {
+		return got, nil, nil
+	}
+	inbox := f.nc.NewRespInbox()
+	sub, err := f.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to replies: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := bus.Unlimit(sub); err != nil {
+		return nil, nil, err
+	}
+	if err := f.nc.PublishRequest(subject, inbox, nil); err != nil {
+		return nil, nil, fmt.Errorf("request on %s: %w", subject, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := 0
+		for name := range want {
+			if _, ok := got[name]; !ok && f.procs[name].Exit() == nil {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return got, nil, err
+		}
+		m, err := sub.NextMsg(min(100*time.Millisecond, time.Until(deadline)+time.Millisecond))
+		if errors.Is(err, nats.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			return got, nil, fmt.Errorf("replies on %s: %w", subject, err)
+		}
+		var s Stats
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			return got, nil, fmt.Errorf("reply on %s: %w", subject, err)
+		}
+		if want[s.Name] {
+			got[s.Name] = s
+		}
+	}
+	var none []string
+	for _, id := range f.ids {
+		if _, ok := got[id.Name]; want[id.Name] && !ok {
+			none = append(none, id.Name)
+		}
+	}
+	return got, none, nil
+}
+
+// Stats asks every live worker for its Stats, in worker order. A worker
+// that does not answer within a few seconds is an error.
+func (f *Fleet) Stats(ctx context.Context) ([]Stats, error) {
+	got, none, err := f.request(ctx, StatsSubject(f.cfg.Subjects), f.alive(-1), statsTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("fleet %s: stats: %w", f.cfg.Variant, err)
+	}
+	out := f.ordered(got)
+	if len(none) > 0 {
+		return out, fmt.Errorf("fleet %s: stats: no reply from %s", f.cfg.Variant, strings.Join(none, ", "))
+	}
+	return out, nil
+}
+
+func (f *Fleet) ordered(got map[string]Stats) []Stats {
+	var out []Stats
+	for _, id := range f.ids {
+		if s, ok := got[id.Name]; ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Stop stops the workers stage by stage, S1 first, so each stage drains
+// into a stage that still serves: it asks the stage's workers to drain and
+// exit and collects their final Stats. Then it waits for every process to
+// exit, kills what remains, and returns the final Stats in worker order.
+// Any worker that did not reply or did not exit cleanly is an error.
+func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return nil, nil
+	}
+	f.stopped = true
+	f.mu.Unlock()
+	var errs []error
+	all := map[string]Stats{}
+	for i := range f.cfg.Spec.Stages() {
+		want := f.alive(i)
+		for name := range want {
+			f.procs[name].Expect()
+		}
+		got, none, err := f.request(ctx, StopSubject(f.cfg.Subjects, i), want, f.cfg.StopTimeout)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", pipelines.StageName(i), err))
+		}
+		for k, v := range got {
+			all[k] = v
+		}
+		if len(none) > 0 {
+			errs = append(errs, fmt.Errorf("stop %s: no reply from %s", pipelines.StageName(i), strings.Join(none, ", ")))
+		}
+	}
+	wait, cancel := context.WithTimeout(ctx, stopGrace)
+	defer cancel()
+	for _, id := range f.ids {
+		p := f.procs[id.Name]
+		p.Expect()
+		e, err := p.Wait(wait)
+		_, replied := all[id.Name]
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("worker %s did not exit after stopping: %w", id.Name, err))
+		case replied && !e.Success():
+			// Workers that gave no reply are reported above, or were killed
+			// on purpose, or died earlier (Err).
+			errs = append(errs, fmt.Errorf("worker %s: %w", id.Name, e))
+		}
+	}
+	if err := f.group.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	out := f.ordered(all)
+	if err := errors.Join(errs...); err != nil {
+		return out, fmt.Errorf("fleet %s: stop: %w", f.cfg.Variant, err)
+	}
+	return out, nil
+}
+
+// Close stops the fleet if Stop has not been called (bounded), kills every
+// worker process group, reaps them and closes the fleet's connection. It is
+// safe to call more than once and after a failed test: it is what Cleanup
+// calls.
+func (f *Fleet) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	stopped := f.stopped
+	f.mu.Unlock()
+	var errs []error
+	if !stopped && f.nc != nil && f.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
+		if _, err := f.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if err := f.group.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	f.nc.Close()
+	return errors.Join(errs...)
+}
+
+// Leftovers lists worker processes or process groups that still exist;
+// after Close it is empty.
+func (f *Fleet) Leftovers() []string { return f.group.Leftovers() }
+
+// Handled returns, per worker name, the messages handled between two Stats
+// snapshots (after minus before).
+func Handled(before, after []Stats) map[string]uint64 {
+	b := map[string]uint64{}
+	for _, s := range before {
+		b[s.Name] = s.Handled
+	}
+	d := map[string]uint64{}
+	for _, s := range after {
+		d[s.Name] = s.Handled - b[s.Name]
+	}
+	return d
+}

@@ -1,0 +1,245 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+)
+
+// Program is the name the worker uses in its messages.
+const Program = "natspipe-worker"
+
+// Exit statuses of Main.
+const (
+	ExitOK    = 0 // stopped on request or signal after a clean drain
+	ExitError = 1 // could not connect, subscribe or drain
+	ExitUsage = 2 // bad flags
+)
+
+// Environment variables of test binaries that re-execute themselves as
+// workers (see Dispatch).
+const (
+	// EnvChild set to "1" makes Dispatch run the worker instead of returning.
+	EnvChild = "NATSPIPE_WORKER"
+	// EnvCrash, test-only, "N:S": after handling its N-th message the worker
+	// exits at once with status S, as a crash would. Only Dispatch honours it.
+	EnvCrash = "NATSPIPE_WORKER_CRASH"
+)
+
+// checkURL rejects URLs nats.go could never connect to, so they are a
+// usage error rather than a connection failure.
+func checkURL(raw string) error {
+	for _, u := range strings.Split(raw, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			return fmt.Errorf("url %q: empty server in list", raw)
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil {
+			return fmt.Errorf("url %q: %w", raw, err)
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("url %q: scheme %q: want nats, tls, ws or wss", raw, p.Scheme)
+		}
+		if p.Hostname() == "" {
+			return fmt.Errorf("url %q: no host", raw)
+		}
+	}
+	return nil
+}
+
+// ParseArgs reads a worker's command line (without the program name). Flag
+// defaults come from NATS_URL, NATSPIPE_DURATIONS and NATSPIPE_WORK when
+// set. Usage and flag errors are written to stderr; -h gives flag.ErrHelp.
+func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	fs := flag.NewFlagSet(Program, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envOr := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	urlFlag := fs.String("url", envOr(pipelines.EnvNATSURL, bus.DefaultURL), "NATS server URL, or a comma-separated list; $NATS_URL when set")
+	stageFlag := fs.String("stage", "", "stage to serve: S1..SN, or its 1-based index (required)")
+	prefix := fs.String("prefix", DefaultPrefix, "subject prefix: stages are <prefix>.s1..sN, results <prefix>.done")
+	durations := fs.String("durations", envOr(pipelines.EnvDurations, pipelines.DurationsString(pipelines.SeedDurations())),
+		"every stage's time, comma-separated; the count sets the number of stages; $NATSPIPE_DURATIONS when set")
+	work := fs.String("work", envOr(pipelines.EnvWork, string(pipelines.Sleep)), "work model: sleep or cpu; $NATSPIPE_WORK when set")
+	mode := fs.String("mode", string(Sync), "sync (one message in stage work at a time) or async (up to -concurrency)")
+	conc := fs.Int("concurrency", 0, fmt.Sprintf("messages in stage work at once in async mode (default %d)", DefaultConcurrency))
+	name := fs.String("name", "", "worker name, stamped as the Worker of its stage records (default <stage>-<host>-<pid>)")
+	ready := fs.Duration("ready-timeout", DefaultReadyTimeout, "bound on subscribing and announcing readiness once connected")
+	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "bound on draining when asked to stop")
+	slowdown := fs.String("slowdown", getenv(pipelines.EnvSlowdown), "hidden extra work, e.g. S2=2ms: a deliberate regression for testing the gate; $NATSPIPE_SLOWDOWN when set")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s -stage S2 [flags]\n\nServes one stage of a natspipe pipeline over NATS until stopped\n(SIGTERM, SIGINT or a stop request on <prefix>.ctl.stop.sK).\n\nflags:\n", Program)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	usage := func(format string, a ...any) (Config, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s -h' for usage.\n", Program, err, Program)
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return usage("unexpected arguments %q", fs.Args())
+	}
+	if err := checkURL(*urlFlag); err != nil {
+		return usage("-url: %v", err)
+	}
+	ds, err := pipelines.ParseDurations(*durations)
+	if err != nil {
+		return usage("-durations: %v", err)
+	}
+	wm, err := pipelines.ParseWorkModel(*work)
+	if err != nil {
+		return usage("-work: %v", err)
+	}
+	if *stageFlag == "" {
+		return usage("-stage is required (S1..S%d)", len(ds))
+	}
+	stage, err := pipelines.ParseStage(strings.TrimSpace(*stageFlag), len(ds))
+	if err != nil {
+		return usage("-stage: %v", err)
+	}
+	var sd []time.Duration
+	if *slowdown != "" {
+		if sd, err = pipelines.ParseSlowdown(*slowdown, len(ds)); err != nil {
+			return usage("-slowdown: %v", err)
+		}
+	}
+	m, err := ParseMode(*mode)
+	if err != nil {
+		return usage("-mode: %v", err)
+	}
+	if *prefix == "" || strings.ContainsAny(*prefix, " \t\r\n*>") || strings.HasPrefix(*prefix, ".") || strings.HasSuffix(*prefix, ".") {
+		return usage("-prefix %q: want a subject prefix such as natspipe or natspipe.run1", *prefix)
+	}
+	if *ready <= 0 || *drain <= 0 {
+		return usage("-ready-timeout and -drain-timeout must be positive")
+	}
+	cfg := Config{
+		URL:          *urlFlag,
+		Subjects:     bus.Subjects{Prefix: *prefix},
+		Stage:        stage,
+		Spec:         pipelines.Spec{Durations: ds, Work: wm, Slowdown: sd},
+		Mode:         m,
+		Concurrency:  *conc,
+		Name:         *name,
+		ReadyTimeout: *ready,
+		DrainTimeout: *drain,
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s-%s-%d", pipelines.StageName(stage), host, os.Getpid())
+		if len(cfg.Name) > 255 {
+			cfg.Name = cfg.Name[:255]
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usage("%v", err)
+	}
+	return cfg, nil
+}
+
+// Main runs a worker process: it parses args, serves the stage until a stop
+// request, SIGTERM or SIGINT (a second signal kills it), and returns the
+// exit status: ExitOK, ExitError or ExitUsage. Progress and errors go to
+// stderr.
+func Main(args []string, stderr io.Writer) int {
+	return runMain(args, stderr, nil)
+}
+
+func runMain(args []string, stderr io.Writer, onHandled func(uint64)) int {
+	cfg, err := ParseArgs(args, stderr, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		return ExitUsage
+	}
+	cfg.Log = stderr
+	cfg.OnHandled = onHandled
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal takes the default action
+	}()
+	if _, err := Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", Program, err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// Dispatch makes a test binary double as a worker process: when EnvChild is
+// "1" it runs Main on os.Args[1:] and exits the process with its status;
+// otherwise it returns at once. Call it first in TestMain:
+//
+//	func TestMain(m *testing.M) {
+//		worker.Dispatch()
+//		os.Exit(benchkit.Main(m))
+//	}
+//
+// Such a worker also honours the test-only EnvCrash, and exits when its
+// parent dies (procs.ExitWithParent).
+func Dispatch() {
+	if os.Getenv(EnvChild) != "1" {
+		return
+	}
+	procs.ExitWithParent()
+	var onHandled func(uint64)
+	if v := os.Getenv(EnvCrash); v != "" {
+		after, status, err := parseCrash(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s=%q: %v\n", Program, EnvCrash, v, err)
+			os.Exit(ExitUsage)
+		}
+		onHandled = func(n uint64) {
+			if n == after {
+				fmt.Fprintf(os.Stderr, "%s: crashing on purpose after %d messages (%s), exit status %d\n", Program, n, EnvCrash, status)
+				os.Exit(status)
+			}
+		}
+	}
+	os.Exit(runMain(os.Args[1:], os.Stderr, onHandled))
+}
+
+func parseCrash(v string) (after uint64, status int, err error) {
+	a, s, ok := strings.Cut(v, ":")
+	if ok {
+		after, err = strconv.ParseUint(a, 10, 64)
+	}
+	if ok && err == nil {
+		status, err = strconv.Atoi(s)
+	}
+	if !ok || err != nil || after == 0 || status < 1 || status > 125 {
+		return 0, 0, errors.New(`want "N:S": exit with status S (1..125) after the N-th message (N >= 1)`)
+	}
+	return after, status, nil
+}

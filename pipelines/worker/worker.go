@@ -1,0 +1,447 @@
+// Package worker is the stage worker of the distributed variants P3 and P4:
+// one operating-system process serving one stage of a pipeline over NATS.
+//
+// A worker connects to a NATS server, queue-subscribes to its stage's
+// subject (bus.Subjects.Stage) in the stage's queue group
+// (bus.Subjects.Queue), so that the workers of a stage share its messages,
+// does the stage's Step on each message and publishes the result to the next
+// stage (bus.Subjects.Next). In Sync mode it has exactly one message in stage
+// work at a time; in Async mode up to Concurrency. Messages that arrive while
+// it is busy wait in the worker, stamped with their arrival time, so the
+// stage records show the queueing.
+//
+// Around the data path runs a small control protocol on subjects under the
+// same prefix, all JSON:
+//
+//	<prefix>.ready          a worker announces itself (Stats) once its queue
+//	                        subscription is registered with the server
+//	<prefix>.rejects        a worker reports a message it refused (Reject),
+//	                        so the harness's Sink counts it as in-process
+//	                        variants do
+//	<prefix>.ctl.stats      request: every worker replies with its Stats
+//	<prefix>.ctl.stop.sK    request: the workers of stage K drain (finish
+//	                        every message they hold, publish the results),
+//	                        reply with their final Stats and exit
+//
+// SIGTERM and SIGINT drain and exit the same way, without a reply.
+//
+// The harness side, which starts worker processes, waits for their
+// readiness, watches them and stops them, is Fleet. The process side is
+// Main, used both by the natspipe-worker command and by test binaries that
+// re-execute themselves as workers (Dispatch).
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+)
+
+// Mode is how many messages a worker has in stage work at once.
+type Mode string
+
+const (
+	// Sync works on exactly one message at a time; the default.
+	Sync Mode = "sync"
+	// Async works on up to Config.Concurrency messages at once.
+	Async Mode = "async"
+)
+
+// ParseMode returns the mode named s.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case Sync, Async:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("mode %q: want %q or %q", s, Sync, Async)
+}
+
+// Defaults.
+const (
+	// DefaultConcurrency is an async worker's messages in stage work at once.
+	DefaultConcurrency = 4
+	// DefaultReadyTimeout bounds a worker's subscribing and announcing.
+	DefaultReadyTimeout = 10 * time.Second
+	// DefaultDrainTimeout bounds a worker's drain when asked to stop.
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultPrefix is the subject prefix when none is given.
+	DefaultPrefix = "natspipe"
+	// queueCap is the capacity of a worker's internal queue of received
+	// messages; a full queue makes the subscription wait (the client's
+	// pending buffer takes the rest), so it never drops a message.
+	queueCap = 1 << 16
+	// maxLogged limits the rejections and publish errors a worker logs.
+	maxLogged = 5
+)
+
+// Config configures a worker.
+type Config struct {
+	// URL is the NATS server.
+	URL string
+	// Subjects names the pipeline's subjects (its prefix).
+	Subjects bus.Subjects
+	// Stage is the 0-based stage this worker serves.
+	Stage int
+	// Spec gives the stage count, the stage's duration and the work model;
+	// its payload size is not used.
+	Spec pipelines.Spec
+	// Mode is Sync or Async; "" is Sync.
+	Mode Mode
+	// Concurrency is, in Async mode, the messages in stage work at once;
+	// 0: DefaultConcurrency. In Sync mode it must be 0 or 1.
+	Concurrency int
+	// Name identifies the worker: in its NATS connection, its reports, and
+	// as the Worker of the stage records it stamps.
+	Name string
+	// ReadyTimeout bounds subscribing and announcing readiness once
+	// connected (connecting is bounded by bus.ConnectTimeout); 0: default.
+	ReadyTimeout time.Duration
+	// DrainTimeout bounds the drain when the worker is asked to stop; 0: default.
+	DrainTimeout time.Duration
+	// Log receives the worker's progress and error lines; nil discards them.
+	Log io.Writer
+	// OnHandled, when set, is called after each message the worker has
+	// handled and published, with the count so far. For tests.
+	OnHandled func(handled uint64)
+}
+
+// Concurrent is the number of messages the worker has in stage work at most.
+func (c Config) Concurrent() int {
+	if c.Mode == Async {
+		if c.Concurrency == 0 {
+			return DefaultConcurrency
+		}
+		return c.Concurrency
+	}
+	return 1
+}
+
+// Validate reports what is wrong with the configuration.
+func (c Config) Validate() error {
+	if err := c.Spec.Validate(); err != nil {
+		return err
+	}
+	if c.Stage < 0 || c.Stage >= c.Spec.Stages() {
+		return fmt.Errorf("stage %d out of range: the pipeline has stages S1..%s", c.Stage+1, pipelines.StageName(c.Spec.Stages()-1))
+	}
+	if c.Subjects.Prefix == "" {
+		return errors.New("empty subject prefix")
+	}
+	switch c.Mode {
+	case "", Sync:
+		if c.Concurrency > 1 {
+			return fmt.Errorf("concurrency %d: sync mode works on one message at a time (use -mode async)", c.Concurrency)
+		}
+	case Async:
+		if c.Concurrency < 0 {
+			return fmt.Errorf("concurrency %d < 0", c.Concurrency)
+		}
+	default:
+		_, err := ParseMode(string(c.Mode))
+		return err
+	}
+	if c.Concurrency < 0 {
+		return fmt.Errorf("concurrency %d < 0", c.Concurrency)
+	}
+	if c.Name == "" || len(c.Name) > 255 {
+		return fmt.Errorf("worker name %q: want 1 to 255 bytes", c.Name)
+	}
+	if c.ReadyTimeout < 0 || c.DrainTimeout < 0 {
+		return errors.New("negative timeout")
+	}
+	return nil
+}
+
+// Stats is what a worker reports about itself: in its readiness
+// announcement, in reply to a stats request, and in its stop reply.
+type Stats struct {
+	Name        string `json:"name"`
+	Stage       int    `json:"stage"` // 1-based
+	PID         int    `json:"pid"`
+	Host        string `json:"host"`
+	Mode        Mode   `json:"mode"`
+	Concurrency int    `json:"concurrency"`
+	// Handled counts messages worked on and published to the next stage.
+	Handled uint64 `json:"handled"`
+	// Rejected counts messages refused as malformed or at the wrong stage.
+	Rejected uint64 `json:"rejected"`
+	// PublishErrors counts results that could not be published.
+	PublishErrors uint64 `json:"publish_errors"`
+	// Stopped is set in the stop reply, after the drain.
+	Stopped bool `json:"stopped"`
+}
+
+// ReadySubject is where workers announce readiness.
+func ReadySubject(s bus.Subjects) string { return s.Prefix + ".ready" }
+
+// StatsSubject is where a harness asks every worker for its Stats.
+func StatsSubject(s bus.Subjects) string { return s.Prefix + ".ctl.stats" }
+
+// RejectSubject is where workers report the messages they refuse.
+func RejectSubject(s bus.Subjects) string { return s.Prefix + ".rejects" }
+
+// Reject is a worker's report of a message it refused.
+type Reject struct {
+	Worker string `json:"worker"`
+	Stage  string `json:"stage"` // "S2"
+	Error  string `json:"error"`
+}
+
+// StopSubject is where a harness asks the workers of stage i (0-based) to
+// drain and exit.
+func StopSubject(s bus.Subjects, i int) string {
+	return s.Prefix + ".ctl.stop." + "s" + fmt.Sprint(i+1)
+}
+
+type task struct {
+	data    []byte
+	arrived time.Time
+}
+
+// worker is one running worker.
+type worker struct {
+	cfg      Config
+	nc       *nats.Conn
+	log      io.Writer
+	logMu    sync.Mutex
+	host     string
+	handled  atomic.Uint64
+	rejected atomic.Uint64
+	pubErrs  atomic.Uint64
+	closed   chan struct{} // the connection closed for good
+}
+
+func (w *worker) logf(format string, args ...any) {
+	w.logMu.Lock()
+	defer w.logMu.Unlock()
+	fmt.Fprintf(w.log, "worker %s: "+format+"\n", append([]any{w.cfg.Name}, args...)...)
+}
+
+// Fault implements bus.Faulter: a worker logs asynchronous NATS errors;
+// what it cannot serve through shows up in the harness as lost messages.
+func (w *worker) Fault(err error) { w.logf("%v", err) }
+
+func (w *worker) stats(stopped bool) Stats {
+	return Stats{
+		Name:          w.cfg.Name,
+		Stage:         w.cfg.Stage + 1,
+		PID:           os.Getpid(),
+		Host:          w.host,
+		Mode:          w.cfg.Mode,
+		Concurrency:   w.cfg.Concurrent(),
+		Handled:       w.handled.Load(),
+		Rejected:      w.rejected.Load(),
+		PublishErrors: w.pubErrs.Load(),
+		Stopped:       stopped,
+	}
+}
+
+// Run serves the configured stage until ctx is done or a stop request
+// arrives, then drains and returns its final Stats. It returns an error if it
+// cannot connect, subscribe or announce readiness in time, if the connection
+// is lost for good, or if the drain does not finish in time.
+func Run(ctx context.Context, cfg Config) (Stats, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = Sync
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return Stats{}, fmt.Errorf("worker %s: %w", cfg.Name, err)
+	}
+	w := &worker{cfg: cfg, log: cfg.Log, closed: make(chan struct{})}
+	if w.log == nil {
+		w.log = io.Discard
+	}
+	w.host, _ = os.Hostname()
+
+	nc, err := bus.Connect(cfg.URL, cfg.Name, w)
+	if err != nil {
+		return w.stats(false), err
+	}
+	w.nc = nc
+	defer nc.Close()
+	var closing atomic.Bool
+	nc.SetClosedHandler(func(*nats.Conn) {
+		if !closing.Load() {
+			close(w.closed)
+		}
+	})
+	nc.SetReconnectHandler(func(*nats.Conn) { w.logf("reconnected to %s", nc.ConnectedUrlRedacted()) })
+
+	subjects := cfg.Subjects
+	stage := pipelines.StageName(cfg.Stage)
+	queue := make(chan task, queueCap)
+	sub, err := nc.QueueSubscribe(subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), func(m *nats.Msg) {
+		queue <- task{data: m.Data, arrived: time.Now()}
+	})
+	if err == nil {
+		err = bus.Unlimit(sub)
+	}
+	if err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: subscribe to %s in queue group %s: %w", cfg.Name, subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), err)
+	}
+	stop := make(chan string, 1)
+	if _, err := nc.Subscribe(StopSubject(subjects, cfg.Stage), func(m *nats.Msg) {
+		select {
+		case stop <- m.Reply:
+		default:
+		}
+	}); err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: subscribe to stop requests: %w", cfg.Name, err)
+	}
+	if _, err := nc.Subscribe(StatsSubject(subjects), func(m *nats.Msg) {
+		if m.Reply != "" {
+			w.reply(m.Reply, w.stats(false))
+		}
+	}); err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: subscribe to stats requests: %w", cfg.Name, err)
+	}
+	if err := nc.FlushTimeout(cfg.ReadyTimeout); err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, nc.ConnectedUrlRedacted(), err)
+	}
+
+	// Stage work is cancelled only when the worker gives up on draining.
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	var work sync.WaitGroup
+	step := pipelines.StepsFor(cfg.Spec, func(int) string { return cfg.Name })[cfg.Stage]
+	next := subjects.Next(cfg.Stage, cfg.Spec.Stages())
+	for range cfg.Concurrent() {
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			w.serve(workCtx, step, next, queue)
+		}()
+	}
+
+	hello, _ := json.Marshal(w.stats(false))
+	if err := nc.Publish(ReadySubject(subjects), hello); err == nil {
+		err = nc.FlushTimeout(cfg.ReadyTimeout)
+	}
+	if err != nil {
+		cancelWork()
+		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
+	}
+	w.logf("ready: stage %s of %d (%v %s), %s on %s in queue group %s, mode %s x%d, next %s",
+		stage, cfg.Spec.Stages(), step.Duration, step.Work, nc.ConnectedUrlRedacted(), subjects.Stage(cfg.Stage),
+		subjects.Queue(cfg.Stage), cfg.Mode, cfg.Concurrent(), next)
+
+	var reply string
+	select {
+	case reply = <-stop:
+		w.logf("stop requested")
+	case <-ctx.Done():
+		w.logf("stopping: %v", context.Cause(ctx))
+	case <-w.closed:
+		cancelWork()
+		return w.stats(false), fmt.Errorf("worker %s: connection to NATS closed: %v", cfg.Name, nc.LastError())
+	}
+
+	// Drain: stop receiving, finish every message held, publish the results.
+	drainErr := w.drain(sub, queue, &work, cancelWork)
+	final := w.stats(drainErr == nil)
+	if err := nc.FlushTimeout(cfg.DrainTimeout); err != nil && drainErr == nil {
+		drainErr = fmt.Errorf("worker %s: flush results: %w", cfg.Name, err)
+	}
+	if reply != "" {
+		w.reply(reply, final)
+		_ = nc.FlushTimeout(bus.ConnectTimeout)
+	}
+	closing.Store(true)
+	w.logf("stopped: handled %d, rejected %d, publish errors %d", final.Handled, final.Rejected, final.PublishErrors)
+	return final, drainErr
+}
+
+// drain stops the stage subscription, lets the messages it holds through
+// the stage, and waits for stage work to end, within the drain timeout.
+func (w *worker) drain(sub *nats.Subscription, queue chan task, work *sync.WaitGroup, cancelWork context.CancelFunc) error {
+	deadline := time.NewTimer(w.cfg.DrainTimeout)
+	defer deadline.Stop()
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	if err := sub.Drain(); err != nil {
+		cancelWork()
+		return fmt.Errorf("worker %s: drain %s: %w", w.cfg.Name, sub.Subject, err)
+	}
+	select {
+	case <-closed:
+		// Every callback has returned: nothing more goes into the queue.
+		close(queue)
+	case <-deadline.C:
+		cancelWork()
+		return fmt.Errorf("worker %s: drain %s: subscription not drained after %v", w.cfg.Name, sub.Subject, w.cfg.DrainTimeout)
+	}
+	done := make(chan struct{})
+	go func() { work.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-deadline.C:
+		cancelWork()
+		<-done
+		return fmt.Errorf("worker %s: stage work not finished %v after the stop", w.cfg.Name, w.cfg.DrainTimeout)
+	}
+}
+
+// serve takes messages from the queue until it is closed or ctx is done.
+func (w *worker) serve(ctx context.Context, step pipelines.Step, next string, queue <-chan task) {
+	var env pipelines.Envelope
+	var out []byte
+	for {
+		var t task
+		var ok bool
+		select {
+		case t, ok = <-queue:
+			if !ok {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		var err error
+		out, err = step.Process(ctx, t.data, t.arrived, &env, out)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if n := w.rejected.Add(1); n <= maxLogged {
+				w.logf("reject: %v", err)
+			}
+			b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: pipelines.StageName(step.Index), Error: err.Error()})
+			_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
+			continue
+		}
+		if err := w.nc.Publish(next, out); err != nil {
+			if n := w.pubErrs.Add(1); n <= maxLogged {
+				w.logf("publish seq %d to %s: %v", env.Seq, next, err)
+			}
+			continue
+		}
+		n := w.handled.Add(1)
+		if w.cfg.OnHandled != nil {
+			w.cfg.OnHandled(n)
+		}
+	}
+}
+
+func (w *worker) reply(to string, s Stats) {
+	b, _ := json.Marshal(s)
+	if err := w.nc.Publish(to, b); err != nil {
+		w.logf("reply to %s: %v", to, err)
+	}
+}

@@ -1,0 +1,607 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+)
+
+func TestMain(m *testing.M) {
+	Dispatch()
+	os.Exit(benchkit.Main(m))
+}
+
+func testSpec() pipelines.Spec {
+	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep}
+}
+
+func envOf(kv ...string) pipelines.Getenv {
+	return func(k string) string {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] == k {
+				return kv[i+1]
+			}
+		}
+		return ""
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, err := ParseArgs([]string{"-url", "nats://h:4222", "-stage", "s3", "-prefix", "x.y", "-durations", "1,2,3", "-work", "cpu",
+		"-mode", "async", "-concurrency", "7", "-name", "box-S3", "-ready-timeout", "3s", "-slowdown", "S3=1ms"}, &stderr, envOf())
+	if err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if cfg.URL != "nats://h:4222" || cfg.Stage != 2 || cfg.Subjects.Prefix != "x.y" || cfg.Spec.Stages() != 3 || cfg.Spec.Work != pipelines.CPU ||
+		cfg.Mode != Async || cfg.Concurrent() != 7 || cfg.Name != "box-S3" || cfg.ReadyTimeout != 3*time.Second ||
+		cfg.Spec.Durations[2] != 3*time.Millisecond || cfg.Spec.Slowdown[2] != time.Millisecond {
+		t.Errorf("config %+v", cfg)
+	}
+	// Defaults, some from the environment.
+	cfg, err = ParseArgs([]string{"-stage", "2"}, &stderr, envOf(pipelines.EnvNATSURL, "nats://env:1", pipelines.EnvDurations, "5ms,6ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.URL != "nats://env:1" || cfg.Stage != 1 || cfg.Spec.Stages() != 2 || cfg.Mode != Sync || cfg.Concurrent() != 1 ||
+		cfg.Subjects.Prefix != DefaultPrefix || !strings.HasPrefix(cfg.Name, "S2-") || cfg.Spec.Work != pipelines.Sleep {
+		t.Errorf("defaults %+v", cfg)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "-stage is required"},
+		{[]string{"-stage", "S5"}, "S1..S4"},
+		{[]string{"-stage", "S0"}, "S1..S4"},
+		{[]string{"-stage", "two"}, "stage"},
+		{[]string{"-stage", "S1", "-mode", "fast"}, "-mode"},
+		{[]string{"-stage", "S1", "-work", "think"}, "-work"},
+		{[]string{"-stage", "S1", "-durations", "10ms,x"}, "-durations"},
+		{[]string{"-stage", "S1", "-concurrency", "4"}, "sync mode"},
+		{[]string{"-stage", "S1", "-url", "http://h:1"}, "-url"},
+		{[]string{"-stage", "S1", "-url", "nats://"}, "-url"},
+		{[]string{"-stage", "S1", "-prefix", "a.*"}, "-prefix"},
+		{[]string{"-stage", "S1", "extra"}, "unexpected arguments"},
+		{[]string{"-stage", "S1", "-ready-timeout", "0s"}, "must be positive"},
+		{[]string{"-stage", "S1", "-slowdown", "S9=1ms"}, "-slowdown"},
+		{[]string{"-stage", "S1", "-bogus"}, "not defined"},
+	} {
+		stderr.Reset()
+		if _, err := ParseArgs(tc.args, &stderr, envOf()); err == nil {
+			t.Errorf("%q: accepted", tc.args)
+		} else if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: stderr %q does not mention %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+	if _, err := ParseArgs([]string{"-h"}, &stderr, envOf()); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}
+
+func TestParseCrash(t *testing.T) {
+	if a, s, err := parseCrash("20:3"); err != nil || a != 20 || s != 3 {
+		t.Errorf("parseCrash = %d, %d, %v", a, s, err)
+	}
+	for _, bad := range []string{"", "20", "x:3", "0:3", "5:0", "5:200"} {
+		if _, _, err := parseCrash(bad); err == nil {
+			t.Errorf("parseCrash(%q) accepted", bad)
+		}
+	}
+}
+
+// stage1 encodes n envelopes that have passed S1, ready for S2.
+func stage1(t *testing.T, spec pipelines.Spec, n int) [][]byte {
+	t.Helper()
+	step := pipelines.StepsFor(pipelines.Spec{Durations: []time.Duration{0, 0, 0, 0}, Work: spec.Work}, func(int) string { return "test-S1" })[0]
+	var msgs [][]byte
+	for i := range n {
+		env := pipelines.Envelope{ID: "id" + string(rune('A'+i%26)) + time.Now().Format("150405.000000000"), Seq: uint64(i), Sent: pipelines.Now()}
+		if err := step.Run(context.Background(), &env, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := env.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, b)
+	}
+	return msgs
+}
+
+// collector gathers the envelopes published on a subject.
+type collector struct {
+	mu   sync.Mutex
+	envs []pipelines.Envelope
+}
+
+func collect(t *testing.T, nc *nats.Conn, subject string) *collector {
+	t.Helper()
+	c := &collector{}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		var e pipelines.Envelope
+		if e.Decode(m.Data) == nil {
+			e.Payload = nil
+			c.mu.Lock()
+			c.envs = append(c.envs, e)
+			c.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bus.Unlimit(sub)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *collector) wait(t *testing.T, n int) []pipelines.Envelope {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.envs)
+		c.mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages after 20s", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.envs)
+}
+
+// overlap is the most stage-2 records in work at one instant.
+func overlap(envs []pipelines.Envelope, stage int) int {
+	type edge struct {
+		at int64
+		d  int
+	}
+	var es []edge
+	for _, e := range envs {
+		r := e.Stages[stage]
+		es = append(es, edge{r.Started, 1}, edge{r.Finished, -1})
+	}
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].at != es[j].at {
+			return es[i].at < es[j].at
+		}
+		return es[i].d < es[j].d
+	})
+	cur, peak := 0, 0
+	for _, e := range es {
+		cur += e.d
+		peak = max(peak, cur)
+	}
+	return peak
+}
+
+func request(t *testing.T, nc *nats.Conn, subject string) Stats {
+	t.Helper()
+	m, err := nc.Request(subject, nil, 10*time.Second)
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
+	}
+	var s Stats
+	if err := json.Unmarshal(m.Data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRunInProcess(t *testing.T) {
+	for _, tc := range []struct {
+		mode Mode
+		conc int
+	}{{Sync, 0}, {Async, 3}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			benchkit.CheckLeaks(t)
+			srv := natstest.Start(t)
+			spec := testSpec()
+			subjects := bus.NewSubjects()
+			nc, err := bus.Connect(srv.URL, "test", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			ready := collectRaw(t, nc, ReadySubject(subjects))
+			out := collect(t, nc, subjects.Stage(2))
+			var log syncBuffer
+			cfg := Config{URL: srv.URL, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2", Log: &log}
+			type result struct {
+				s   Stats
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				s, err := Run(context.Background(), cfg)
+				done <- result{s, err}
+			}()
+			hello := ready.wait(t, 1)[0]
+			var hs Stats
+			if err := json.Unmarshal(hello, &hs); err != nil || hs.Name != "t-S2" || hs.Stage != 2 || hs.PID != os.Getpid() || hs.Mode != tc.mode {
+				t.Fatalf("hello %s: %v", hello, err)
+			}
+			const n = 30
+			for _, m := range stage1(t, spec, n) {
+				if err := nc.Publish(subjects.Stage(1), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			envs := out.wait(t, n)
+			for _, e := range envs {
+				r := e.Stages[1]
+				if r.Worker != "t-S2" || time.Duration(r.Finished-r.Started) < spec.Durations[1] || r.Arrived > r.Started {
+					t.Errorf("seq %d: record %+v", e.Seq, r)
+				}
+			}
+			want := cfg.Concurrent()
+			if o := overlap(envs, 1); o != want {
+				t.Errorf("at most %d messages in stage work at once, want %d (%s x%d)", o, want, tc.mode, tc.conc)
+			}
+			// Messages waited in the worker: their arrival precedes their start.
+			waited := 0
+			for _, e := range envs {
+				if e.Stages[1].Started-e.Stages[1].Arrived > int64(time.Millisecond) {
+					waited++
+				}
+			}
+			if waited == 0 {
+				t.Error("no message shows a wait between arrival and start")
+			}
+			if s := request(t, nc, StatsSubject(subjects)); s.Handled != n || s.Stopped {
+				t.Errorf("stats %+v, want %d handled", s, n)
+			}
+			final := request(t, nc, StopSubject(subjects, 1))
+			if !final.Stopped || final.Handled != n {
+				t.Errorf("stop reply %+v", final)
+			}
+			select {
+			case r := <-done:
+				if r.err != nil || r.s.Handled != n {
+					t.Errorf("Run = %+v, %v", r.s, r.err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Run did not return after the stop request")
+			}
+			if !strings.Contains(log.String(), "ready: stage S2") || !strings.Contains(log.String(), "stopped: handled 30") {
+				t.Errorf("log:\n%s", log.String())
+			}
+		})
+	}
+}
+
+func TestRunRejectsAndReports(t *testing.T) {
+	srv := natstest.Start(t)
+	subjects := bus.NewSubjects()
+	nc, err := bus.Connect(srv.URL, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ready := collectRaw(t, nc, ReadySubject(subjects))
+	rejects := collectRaw(t, nc, RejectSubject(subjects))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{URL: srv.URL, Subjects: subjects, Stage: 2, Spec: testSpec(), Name: "t-S3"})
+		done <- err
+	}()
+	ready.wait(t, 1)
+	_ = nc.Publish(subjects.Stage(2), []byte("garbage"))
+	_ = nc.Publish(subjects.Stage(2), stage1(t, testSpec(), 1)[0]) // at S3 with one record: wrong stage
+	got := rejects.wait(t, 2)
+	for _, b := range got {
+		var r Reject
+		if err := json.Unmarshal(b, &r); err != nil || r.Worker != "t-S3" || r.Stage != "S3" || r.Error == "" {
+			t.Errorf("reject report %s: %v", b, err)
+		}
+	}
+	cancel() // as SIGTERM does: drain and return
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return when its context ended")
+	}
+}
+
+func TestRunConnectError(t *testing.T) {
+	start := time.Now()
+	_, err := Run(context.Background(), Config{URL: "nats://127.0.0.1:1", Subjects: bus.Subjects{Prefix: "x"}, Stage: 0, Spec: testSpec(), Name: "t"})
+	if err == nil || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("Run against no server: %v", err)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("took %v", time.Since(start))
+	}
+	if _, err := Run(context.Background(), Config{URL: "nats://127.0.0.1:1", Subjects: bus.Subjects{Prefix: "x"}, Stage: 4, Spec: testSpec(), Name: "t"}); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("stage 5 of 4: %v", err)
+	}
+}
+
+// rawCollector gathers raw messages on a subject.
+type rawCollector struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func collectRaw(t *testing.T, nc *nats.Conn, subject string) *rawCollector {
+	t.Helper()
+	c := &rawCollector{}
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		c.mu.Lock()
+		c.msgs = append(c.msgs, m.Data)
+		c.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *rawCollector) wait(t *testing.T, n int) [][]byte {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c.mu.Lock()
+		if len(c.msgs) >= n {
+			defer c.mu.Unlock()
+			return slices.Clone(c.msgs)
+		}
+		c.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d messages after 20s", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runSelf runs the test binary as a worker process with args and returns
+// its exit status and stderr.
+func runSelf(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), EnvChild+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run worker: %v", err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// The real process: bad flags, a bad stage and a bad URL exit non-zero
+// with a clear message.
+func TestProcessExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		want   string
+	}{
+		{[]string{"-h"}, ExitOK, "usage: natspipe-worker"},
+		{[]string{"-stage", "S7"}, ExitUsage, `stage "S7": want S1..S4`},
+		{[]string{"-stage", "S2", "-mode", "turbo"}, ExitUsage, `mode "turbo"`},
+		{[]string{"-stage", "S2", "-frobnicate"}, ExitUsage, "flag provided but not defined: -frobnicate"},
+		{[]string{"-stage", "S2", "-url", "nats://127.0.0.1:1"}, ExitError, "connect"},
+		{[]string{"-stage", "S2", "-url", "://bad"}, ExitUsage, "-url"},
+	} {
+		status, stderr := runSelf(t, tc.args...)
+		if status != tc.status || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d mentioning %q", tc.args, status, stderr, tc.status, tc.want)
+		}
+	}
+	// The crash hook's own bad value is a usage error too.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-stage", "S1")
+	cmd.Env = append(os.Environ(), EnvChild+"=1", EnvCrash+"=soon")
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != ExitUsage || !strings.Contains(string(out), EnvCrash) {
+		t.Errorf("bad %s: exit %d, %s", EnvCrash, cmd.ProcessState.ExitCode(), out)
+	}
+}
+
+// SIGTERM drains: every message the worker holds is finished and published
+// before it exits 0.
+func TestProcessSIGTERMDrains(t *testing.T) {
+	srv := natstest.Start(t)
+	subjects := bus.NewSubjects()
+	nc, err := bus.Connect(srv.URL, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ready := collectRaw(t, nc, ReadySubject(subjects))
+	out := collect(t, nc, subjects.Stage(2))
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := procs.ForTest(t, nil)
+	spec := testSpec()
+	p, err := g.Start(procs.Spec{Name: "sig-S2", Path: self.Path, Env: append(childEnv(nil), self.Env...), Lifeline: true, Args: []string{
+		"-url", srv.URL, "-prefix", subjects.Prefix, "-stage", "S2", "-durations", pipelines.DurationsString(spec.Durations), "-name", "sig-S2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready.wait(t, 1)
+	const n = 25 // 25 x 8 ms: most are still queued when the signal comes
+	for _, m := range stage1(t, spec, n) {
+		_ = nc.Publish(subjects.Stage(1), m)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	p.Expect()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Success() || !strings.Contains(e.Tail, "stopped: handled 25") {
+		t.Errorf("exit %v", e)
+	}
+	if got := out.wait(t, n); len(got) != n {
+		t.Errorf("%d results, want %d", len(got), n)
+	}
+}
+
+func TestFleetReadyTimeoutNamesWorkers(t *testing.T) {
+	srv := natstest.Start(t)
+	start := time.Now()
+	_, err := StartFleet(context.Background(), FleetConfig{
+		URL: srv.URL, Subjects: bus.NewSubjects(), Spec: testSpec(), Variant: "hang", ReadyTimeout: time.Second,
+		// A "worker" that never announces itself.
+		Launcher: Launcher{Path: "/bin/sh", Args: []string{"-c", "echo 'warming up forever' >&2; exec sleep 30", "sh"}},
+	}, nil)
+	if err == nil {
+		t.Fatal("fleet of silent workers became ready")
+	}
+	for _, want := range []string{"4 of 4 workers not ready after 1s", "hang-S1-w1", "hang-S4-w1", "warming up forever"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("took %v", took)
+	}
+}
+
+func TestFleetStatsAndStop(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := StartFleet(context.Background(), FleetConfig{
+		URL: srv.URL, Subjects: bus.NewSubjects(), Spec: testSpec(), Alloc: []int{1, 2, 1, 1}, Variant: "t", Launcher: self,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Startup() <= 0 || len(f.Workers()) != 5 {
+		t.Errorf("startup %v, workers %v", f.Startup(), f.Workers())
+	}
+	st, err := f.Stats(context.Background())
+	if err != nil || len(st) != 5 || st[2].Name != "t-S2-w2" {
+		t.Fatalf("stats %+v, %v", st, err)
+	}
+	if _, err := f.Kill("t-S2-w1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Kill("nobody"); err == nil {
+		t.Error("killed a worker that does not exist")
+	}
+	final, err := f.Stop(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(final) != 4 || f.Err() != nil {
+		t.Errorf("final %+v, err %v", final, f.Err())
+	}
+	for _, s := range final {
+		if !s.Stopped {
+			t.Errorf("%s not stopped", s.Name)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.Leftovers(); len(left) > 0 {
+		t.Errorf("left: %v", left)
+	}
+}
+
+func TestShares(t *testing.T) {
+	ids := []WorkerID{{0, 0, "a"}, {1, 0, "b1"}, {1, 1, "b2"}, {1, 2, "b3"}, {1, 3, "b4"}}
+	before := []Stats{{Name: "b1", Handled: 10}}
+	after := []Stats{{Name: "a", Handled: 100}, {Name: "b1", Handled: 40}, {Name: "b2", Handled: 25}, {Name: "b3", Handled: 25}, {Name: "b4", Handled: 20}}
+	sh := Shares(ids, Handled(before, after))
+	if sh[0].Share != 1 || sh[1].Share != 0.3 || sh[4].Share != 0.2 || sh[1].MetricName() != "s2-w1-share" {
+		t.Errorf("shares %+v", sh)
+	}
+	if im := Imbalance(sh, 1); math.Abs(im-0.2) > 1e-9 {
+		t.Errorf("imbalance %v, want 0.2", im)
+	}
+	if im := Imbalance(sh, 7); !math.IsNaN(im) {
+		t.Errorf("imbalance of no workers %v", im)
+	}
+	if s := FormatShares(sh); !strings.Contains(s, "S2: b1 handled 30 (30.0%)") || strings.Contains(s, "S1") {
+		t.Errorf("FormatShares: %q", s)
+	}
+}
+
+func TestWindowAndCapacity(t *testing.T) {
+	seed := pipelines.DefaultSpec()
+	c := Capacity([]int{1, 4, 1, 1}, 2)
+	if !slices.Equal(c.PerStage, []int{2, 8, 2, 2}) || c.Cores < 1 {
+		t.Errorf("capacity %+v", c)
+	}
+	base := pipelines.DefaultWindow(seed, 100)
+	if w := Window(seed, []int{1, 4, 1, 1}, 1, 100); w != base+16+2+2+2 {
+		t.Errorf("window %d, want %d", w, base+22)
+	}
+	if w := Window(seed, []int{1, 1, 1, 1}, 1, math.Inf(1)); w != pipelines.DefaultWindow(seed, math.Inf(1)) {
+		t.Errorf("window for an unknown bound %d", w)
+	}
+}
