@@ -13,6 +13,8 @@ import (
 	"github.com/natspipe/natspipe/pipelines/p0"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
+	"github.com/natspipe/natspipe/pipelines/p3"
+	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -24,18 +26,44 @@ func TestMain(m *testing.M) {
 // suiteInflight is P2's in-flight limit in the suite.
 const suiteInflight = 64
 
+// suiteAlloc is P4's allocation in the suite: the study's 1-4-1-1.
+func suiteAlloc() p4.Alloc { return p4.DefaultAlloc() }
+
 // variant is one column of the suite.
 type variant struct {
 	impl  string
 	start varianttest.StartFunc // nil for P0, which has no messaging
 	bound func(pipelines.Spec) float64
+	// window is the variant's default closed-loop window; nil: Little's law.
+	window func(pipelines.Spec, float64) int
 }
 
-func variants() []variant {
+// variants are P0..P4 as the suite runs them: P2 with inflight 64, P3 with
+// sync workers, P4 with 1-4-1-1 sync workers. P3 and P4 start this test
+// binary as their worker processes.
+func variants(tb testing.TB) []variant {
+	launcher, err := worker.Self()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return []variant{
 		{impl: "p0", bound: p0.Bound},
 		{impl: "p1", start: startP1, bound: p1.Bound},
 		{impl: "p2", start: startP2(suiteInflight), bound: func(s pipelines.Spec) float64 { return p2.Bound(s, suiteInflight) }},
+		{impl: "p3",
+			start: func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+				return p3.Start(ctx, p3.Options{URL: url, Subjects: subjects, Launcher: launcher}, spec, sink)
+			},
+			bound:  func(s pipelines.Spec) float64 { return p3.Bound(s, worker.Sync, 0) },
+			window: func(s pipelines.Spec, b float64) int { return p3.Window(s, worker.Sync, 0, b) },
+		},
+		{impl: "p4",
+			start: func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+				return p4.Start(ctx, p4.Options{URL: url, Subjects: subjects, Alloc: suiteAlloc(), Launcher: launcher}, spec, sink)
+			},
+			bound:  func(s pipelines.Spec) float64 { return p4.Bound(s, suiteAlloc(), worker.Sync, 0) },
+			window: func(s pipelines.Spec, b float64) int { return p4.Window(s, suiteAlloc(), worker.Sync, 0, b) },
+		},
 	}
 }
 
@@ -63,6 +91,9 @@ func setup(tb testing.TB, url string, v variant, cfg pipelines.RunConfig) fixtur
 	if cfg.Bound == 0 {
 		cfg.Bound = v.bound(cfg.Spec)
 	}
+	if cfg.Window == 0 && v.window != nil {
+		cfg.Window = v.window(cfg.Spec, cfg.Bound)
+	}
 	if v.start == nil {
 		r, err := pipelines.NewRunner(cfg)
 		if err != nil {
@@ -84,7 +115,7 @@ func BenchmarkSuite(b *testing.B) {
 	srv := natstest.Start(b)
 	base := benchkit.Spec(b, pipelines.DefaultSpec())
 	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
-		for _, v := range variants() {
+		for _, v := range variants(b) {
 			spec := base
 			spec.Work = work
 			fx := benchkit.Once(func() fixture {
@@ -103,7 +134,8 @@ func BenchmarkSuite(b *testing.B) {
 // pipeline: source to S1, S1 to S2, S2 to S3, S3 to S4, S4 to the sink.
 const overheadHops = 5
 
-// BenchmarkOverhead measures messaging cost: each messaging variant with
+// BenchmarkOverhead measures messaging cost: each messaging variant (P4 as
+// 1-4-1-1, its queue groups) with
 // zero-duration stages and one message in flight, against a raw nats.go
 // chain of as many hops measured in the same run. It reports ns/hop and
 // x-raw, the ratio of the variant's hop to the raw hop.
@@ -139,7 +171,7 @@ func BenchmarkOverhead(b *testing.B) {
 		b.ReportMetric(float64(per/overheadHops), "ns/hop")
 		b.ReportMetric(1, "x-raw")
 	})
-	for _, v := range variants() {
+	for _, v := range variants(b) {
 		if v.start == nil {
 			continue
 		}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/p0"
+	"github.com/natspipe/natspipe/pipelines/p1"
+	"github.com/natspipe/natspipe/pipelines/p2"
+	"github.com/natspipe/natspipe/pipelines/p3"
+	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/worker"
+)
+
+// runOptions are the flags of natspipe run.
+type runOptions struct {
+	variant     string
+	url         string
+	durations   string
+	work        string
+	payload     int
+	n           int
+	window      int
+	inflight    int
+	alloc       string
+	mode        string
+	concurrency int
+	rate        float64
+	load        float64
+	arrivals    string
+	seed        uint64
+	traceDir    string
+	traceName   string
+	workerPath  string
+	timeout     time.Duration
+}
+
+// runRun runs one pipeline variant once and prints what it measured.
+func runRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o runOptions
+	base, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+		return 2
+	}
+	fs.StringVar(&o.variant, "variant", "p4", "variant to run: p0, p1, p2, p3 or p4")
+	fs.StringVar(&o.url, "url", os.Getenv(pipelines.EnvNATSURL), "NATS server (default $NATS_URL, else an embedded server)")
+	fs.StringVar(&o.durations, "durations", pipelines.DurationsString(base.Durations), "stage times, comma-separated")
+	fs.StringVar(&o.work, "work", string(base.Work), "work model: sleep or cpu")
+	fs.IntVar(&o.payload, "payload", base.PayloadSize, "payload bytes per message")
+	fs.IntVar(&o.n, "n", 300, "messages to send")
+	fs.IntVar(&o.window, "window", 0, "closed-loop window (0: sized by Little's law)")
+	fs.IntVar(&o.inflight, "inflight", p2.DefaultInflight, "p2: messages in stage work at once")
+	fs.StringVar(&o.alloc, "alloc", p4.DefaultAlloc().String(), "p4: workers per stage, e.g. 1-4-1-1")
+	fs.StringVar(&o.mode, "mode", string(worker.Sync), "p3/p4: worker mode, sync or async")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "p3/p4 async: messages in work per worker (0: default)")
+	fs.Float64Var(&o.rate, "rate", 0, "open loop: send at this many msgs/s instead of a closed window")
+	fs.Float64Var(&o.load, "load", 0, "open loop: send at this fraction of the theoretical bound (e.g. 0.8)")
+	fs.StringVar(&o.arrivals, "arrivals", string(pipelines.Fixed), "open loop: fixed or poisson intervals")
+	fs.Uint64Var(&o.seed, "seed", 1, "open loop: seed for poisson arrivals")
+	fs.StringVar(&o.traceDir, "trace", os.Getenv(trace.EnvTrace), "write the trace (JSONL and CSV) into this directory")
+	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
+	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "natspipe run: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	res, err := execute(context.Background(), o, stdout)
+	if res != nil {
+		printResult(stdout, res)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// plan is a configured variant, ready to start.
+type plan struct {
+	name   string // for the trace file
+	bound  float64
+	window int
+	start  func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error)
+}
+
+func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
+	mode, err := worker.ParseMode(o.mode)
+	if err != nil {
+		return plan{}, err
+	}
+	launcher := func() (worker.Launcher, error) {
+		if o.workerPath != "" {
+			return worker.Command(o.workerPath), nil
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return worker.Launcher{}, fmt.Errorf("find own executable for workers: %w", err)
+		}
+		return worker.Launcher{Path: exe, Args: []string{"worker"}}, nil
+	}
+	switch o.variant {
+	case "p0":
+		return plan{name: "p0", bound: p0.Bound(spec)}, nil
+	case "p1":
+		return plan{name: "p1", bound: p1.Bound(spec), start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+			return p1.Start(ctx, p1.Options{URL: url, Subjects: s}, spec, sink)
+		}}, nil
+	case "p2":
+		if o.inflight < 1 {
+			return plan{}, fmt.Errorf("-inflight %d: want at least 1", o.inflight)
+		}
+		return plan{name: fmt.Sprintf("p2-inflight=%d", o.inflight), bound: p2.Bound(spec, o.inflight), window: o.inflight,
+			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+				return p2.Start(ctx, p2.Options{URL: url, Subjects: s, Inflight: o.inflight}, spec, sink)
+			}}, nil
+	case "p3", "p4":
+		alloc := p4.Ones(spec.Stages())
+		if o.variant == "p4" {
+			if alloc, err = p4.ParseAlloc(o.alloc); err != nil {
+				return plan{}, err
+			}
+			if err := alloc.Check(spec.Stages()); err != nil {
+				return plan{}, err
+			}
+		}
+		l, err := launcher()
+		if err != nil {
+			return plan{}, err
+		}
+		bound := p4.Bound(spec, alloc, mode, o.concurrency)
+		name := fmt.Sprintf("%s-alloc=%s-mode=%s", o.variant, alloc, mode)
+		if o.variant == "p3" {
+			name = fmt.Sprintf("p3-mode=%s", mode)
+		}
+		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
+			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+				opts := p4.Options{URL: url, Subjects: s, Alloc: alloc, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
+				if o.variant == "p3" {
+					return p3.Start(ctx, p3.Options{URL: url, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}, spec, sink)
+				}
+				return p4.Start(ctx, opts, spec, sink)
+			}}, nil
+	}
+	return plan{}, fmt.Errorf("-variant %q: want p0, p1, p2, p3 or p4", o.variant)
+}
+
+func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Result, error) {
+	ds, err := pipelines.ParseDurations(o.durations)
+	if err != nil {
+		return nil, fmt.Errorf("-durations: %w", err)
+	}
+	work, err := pipelines.ParseWorkModel(o.work)
+	if err != nil {
+		return nil, fmt.Errorf("-work: %w", err)
+	}
+	spec := pipelines.Spec{Durations: ds, Work: work, PayloadSize: o.payload}
+	spec.Slowdown, err = slowdownFromEnv(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if o.n < 1 {
+		return nil, fmt.Errorf("-n %d: want at least 1", o.n)
+	}
+	if o.rate != 0 && o.load != 0 {
+		return nil, errors.New("-rate and -load: give one")
+	}
+	p, err := makePlan(o, spec)
+	if err != nil {
+		return nil, err
+	}
+	cfg := pipelines.RunConfig{Spec: spec, Variant: o.variant, Bound: p.bound, Window: o.window,
+		Arrivals: pipelines.Arrivals(o.arrivals), Seed: o.seed, Timeout: o.timeout, Rate: o.rate}
+	if cfg.Window == 0 {
+		cfg.Window = p.window
+	}
+	if o.load != 0 {
+		if math.IsInf(p.bound, 1) || o.load < 0 {
+			return nil, fmt.Errorf("-load %v: needs a finite bound and a positive load", o.load)
+		}
+		cfg.Rate = o.load * p.bound
+	}
+	r, err := pipelines.NewRunner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var sender pipelines.Sender
+	if p.start == nil {
+		pp, err := p0.New(spec, r)
+		if err != nil {
+			return nil, err
+		}
+		sender = pp
+	} else {
+		srv, err := natstest.New(o.url)
+		if err != nil {
+			return nil, fmt.Errorf("nats server: %w", err)
+		}
+		defer srv.Close()
+		subjects := bus.NewSubjects()
+		fmt.Fprintf(stdout, "nats %s at %s, subjects %s.*\n", srv.Version, srv.URL, subjects.Prefix)
+		pl, err := p.start(ctx, srv.URL, subjects, spec, r)
+		if err != nil {
+			return nil, err
+		}
+		defer pl.Close()
+		ep, err := bus.Attach(srv.URL, subjects, r)
+		if err != nil {
+			return nil, err
+		}
+		defer ep.Close()
+		sender = ep
+	}
+	res, runErr := r.Run(ctx, sender, o.n)
+	if res != nil && o.traceDir != "" {
+		name := o.traceName
+		if name == "" {
+			name = p.name
+		}
+		t := trace.New(res)
+		t.Meta.NATSServer = trace.ServerVersion(sender)
+		if err := t.Save(o.traceDir, trace.SafeName(name)); err != nil {
+			return res, errors.Join(runErr, err)
+		}
+		fmt.Fprintf(stdout, "trace: %s.{jsonl,csv}\n", strings.TrimSuffix(o.traceDir, "/")+"/"+trace.SafeName(name))
+	}
+	return res, runErr
+}
+
+func slowdownFromEnv(spec pipelines.Spec) ([]time.Duration, error) {
+	v := os.Getenv(pipelines.EnvSlowdown)
+	if v == "" {
+		return nil, nil
+	}
+	sd, err := pipelines.ParseSlowdown(v, spec.Stages())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pipelines.EnvSlowdown, err)
+	}
+	return sd, nil
+}
+
+func printResult(w io.Writer, res *pipelines.Result) {
+	fmt.Fprintln(w, res.Summary())
+	if res.Rate > 0 && res.PublishDelay != nil {
+		fmt.Fprintf(w, "open loop at %.2f msgs/s: publish delay p50 %v p99 %v\n", res.Rate,
+			time.Duration(res.PublishDelay.ValueAtQuantile(50))*time.Microsecond,
+			time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond)
+	}
+	for _, e := range res.RejectErrs {
+		fmt.Fprintf(w, "rejected: %s\n", e)
+	}
+}
+
+// runWorker is the stage worker, for P3/P4 pipelines started by natspipe run
+// (and usable by hand like natspipe-worker).
+func runWorker(args []string, _, stderr io.Writer) int {
+	procs.ExitWithParent()
+	return worker.Main(args, stderr)
+}
