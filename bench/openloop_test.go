@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -43,13 +44,24 @@ func openLoop(t *testing.T, url string, spec pipelines.Spec, rate float64, arriv
 	return res
 }
 
+// EnvQueueing switches on the queueing tests: they hold measured latency
+// and queue waits against theory, which holds only on a machine that is not
+// busy with other work (CPU contention stretches service times and bunches
+// arrivals). CI runs them in a step of their own, one package at a time.
+const EnvQueueing = "NATSPIPE_QUEUEING"
+
+func queueingOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv(EnvQueueing) != "1" {
+		t.Skipf("queueing test: set %s=1 and run it on a quiet machine: %s=1 go test -p 1 -run OpenLoop -v ./bench/", EnvQueueing, EnvQueueing)
+	}
+}
+
 // Deterministic arrivals into deterministic service form no queue: at 50%
 // and 95% of P3's bound, p99 end-to-end latency (from the intended send)
 // stays within 10% of the latency floor, sum(t).
 func TestOpenLoopFixedNoQueue(t *testing.T) {
-	if testing.Short() {
-		t.Skip("seconds of real time at seed durations")
-	}
+	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.DefaultSpec()
 	bound := p3.Bound(spec, worker.Sync, 0)
@@ -77,11 +89,15 @@ func TestOpenLoopFixedNoQueue(t *testing.T) {
 // arrival rate.
 type queueStats struct {
 	wait, service, work, handling time.Duration
-	rate                          float64
-	rho                           float64
+	// dispatch is the mean wait of messages that found the worker idle:
+	// the worker's hand-off from receiving a message to starting it, which
+	// queueing theory does not model.
+	dispatch time.Duration
+	rate     float64
+	rho      float64
 }
 
-func measureQueue(res *pipelines.Result, stage int) queueStats {
+func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
 	type span struct{ arrived, started, finished int64 }
 	spans := make([]span, 0, len(res.Records))
 	for _, rec := range res.Records {
@@ -91,8 +107,8 @@ func measureQueue(res *pipelines.Result, stage int) queueStats {
 		}
 	}
 	slices.SortFunc(spans, func(a, b span) int { return int(a.started - b.started) })
-	var wait, work, gap float64
-	gaps := 0
+	var wait, work, gap, idle float64
+	gaps, idles := 0, 0
 	for i, s := range spans {
 		wait += float64(s.started - s.arrived)
 		work += float64(s.finished - s.started)
@@ -101,10 +117,16 @@ func measureQueue(res *pipelines.Result, stage int) queueStats {
 			// worker's handling between messages.
 			gap += float64(s.started - spans[i-1].finished)
 			gaps++
+		} else {
+			idle += float64(s.started - s.arrived)
+			idles++
 		}
 	}
+	if idles > 0 {
+		q.dispatch = time.Duration(idle / float64(idles))
+	}
 	n := float64(len(spans))
-	q := queueStats{wait: time.Duration(wait / n), work: time.Duration(work / n)}
+	q.wait, q.work = time.Duration(wait/n), time.Duration(work/n)
 	if gaps > 0 {
 		q.handling = time.Duration(gap / float64(gaps))
 	}
@@ -131,9 +153,7 @@ func md1Wait(q queueStats) time.Duration {
 // (simulation: 10,000 arrivals miss 15% about 2% of the time, 20,000 almost
 // never), hence the message counts.
 func TestOpenLoopMD1(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a minute of real time")
-	}
+	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 16}
 	// Calibrate: the real service time (timer overshoot, handling) sets the
@@ -145,14 +165,13 @@ func TestOpenLoopMD1(t *testing.T) {
 		n   int
 	}{{0.5, 6000}, {0.8, 20000}} {
 		t.Run(fmt.Sprintf("rho=%.1f", c.rho), func(t *testing.T) {
-			t.Parallel()
 			rate := c.rho / cal.service.Seconds()
 			res := openLoop(t, srv.URL, spec, rate, pipelines.Poisson, uint64(c.n), c.n)
 			q := measureQueue(res, 0)
 			want := md1Wait(q)
 			ratio := float64(q.wait) / float64(want)
-			t.Logf("target rho %.2f: measured rate %.1f msgs/s, service %v (work %v + handling %v), rho %.3f: mean wait %v, M/D/1 %v, ratio %.3f",
-				c.rho, q.rate, q.service, q.work, q.handling, q.rho, q.wait, want, ratio)
+			t.Logf("target rho %.2f: measured rate %.1f msgs/s, service %v (work %v + handling %v), rho %.3f: mean wait %v (idle dispatch %v), M/D/1 %v, ratio %.3f",
+				c.rho, q.rate, q.service, q.work, q.handling, q.rho, q.wait, q.dispatch, want, ratio)
 			if math.Abs(ratio-1) > 0.15 {
 				t.Errorf("mean queue wait %v vs M/D/1 %v: off by %.0f%%, want within 15%%", q.wait, want, 100*(ratio-1))
 			}
@@ -166,9 +185,7 @@ func TestOpenLoopMD1(t *testing.T) {
 // is an upper estimate; the test reports, and checks only that nothing is
 // lost and S2 is where the queue forms.
 func TestOpenLoopS2Wait(t *testing.T) {
-	if testing.Short() {
-		t.Skip("seconds of real time")
-	}
+	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 16}
 	res := openLoop(t, srv.URL, spec, 0.8*p3.Bound(spec, worker.Sync, 0), pipelines.Poisson, 7, 1500)
