@@ -27,9 +27,10 @@
 //   - transit: per message, (received - sent) minus the sum of its waits and
 //     service times: the time it spent in messaging (publish, the server,
 //     delivery) over all hops, the sink's included.
-//   - throughput: the steady-state rate as the runner computes it, the
-//     completions between the first and the last tenth of the run, so fill
-//     and drain are left out (all completions for fewer than 20).
+//   - throughput: the steady-state rate as the runner computes it
+//     (pipelines.SteadyThroughput: the slope over the middle 80% of
+//     completions), so fill and drain are left out (all completions for
+//     fewer than 20).
 //   - stage percentiles are exact (nearest rank over all completed messages).
 package analysis
 
@@ -412,27 +413,10 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 	return r, nil
 }
 
-// steadyThroughput mirrors the runner's: completions between the first and
-// last tenth, over the time between them; all completions since start for
-// fewer than 20. 0 when it cannot be measured.
+// steadyThroughput is the runner's steady-state rate (pipelines.SteadyThroughput).
 func steadyThroughput(recv []int64, start int64) float64 {
-	n := len(recv)
-	if n == 0 {
-		return 0
-	}
 	slices.Sort(recv)
-	if n < 20 {
-		if span := recv[n-1] - start; span > 0 {
-			return float64(n) / time.Duration(span).Seconds()
-		}
-		return 0
-	}
-	lo, hi := n/10, n-1-n/10
-	span := recv[hi] - recv[lo]
-	if span <= 0 {
-		return 0
-	}
-	return float64(hi-lo) / time.Duration(span).Seconds()
+	return pipelines.SteadyThroughput(recv, start)
 }
 
 // histDist summarizes an HDR histogram of microseconds; max is the exact

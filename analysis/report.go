@@ -29,7 +29,7 @@ func (rep *Report) Tables() []Table {
 		Header: []string{"run", "work", "msgs", "lost", "msgs/s", "bound", "eff",
 			"p50", "p90", "p99", "p99.9", "max", "floor", "transit-p50"},
 		Notes: []string{
-			"msgs/s: steady state (completions between the first and last tenth); bound: the configuration's theoretical throughput; eff = msgs/s / bound",
+			"msgs/s: steady state (slope of completions over the middle 80%); bound: the configuration's theoretical throughput; eff = msgs/s / bound",
 			"p50..max: end-to-end latency (from the intended send for open loop); floor: sum of the stage times; transit: time in messaging over all hops",
 		},
 	}

@@ -42,8 +42,8 @@ type Result struct {
 	RejectErrs []string // the first few rejections
 	Violations []string // messages that skipped a stage, repeated one, or finished one too soon
 
-	// Throughput is the steady-state rate in msgs/s: completions between the
-	// first and last tenth of the run, so pipeline fill and drain are left out.
+	// Throughput is the steady-state rate in msgs/s (see SteadyThroughput):
+	// fill and drain are left out.
 	Throughput float64
 	// Latency holds end-to-end latencies in microseconds: from the send
 	// (closed loop) or the intended send (open loop) to the last stage's end.
@@ -102,30 +102,51 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 		last := rec.Stages[len(rec.Stages)-1].Finished
 		_ = res.Latency.RecordValue(max((last-from)/1e3, 1))
 	}
-	res.Throughput = steadyThroughput(st.recvMono)
+	recv := make([]int64, len(st.recvMono))
+	for i, d := range st.recvMono {
+		recv[i] = int64(d)
+	}
+	res.Throughput = SteadyThroughput(recv, 0)
 	return res
 }
 
-// steadyThroughput is the completion rate between the first and last tenth
-// of completions (sorted times since start); for fewer than 20 completions,
-// the plain rate from the start.
-func steadyThroughput(recv []time.Duration) float64 {
+// SteadyThroughput is the steady-state completion rate in msgs/s. recv holds
+// completion times in ns (sorted ascending; any origin), start the first
+// send on the same clock. It is the least-squares slope of the completion
+// count against time over the middle 80% of completions, so pipeline fill
+// and drain are left out, and completions that come in bursts (a closed
+// window, a shared executor) do not bias it as a count between two chosen
+// completions would. For fewer than 20 completions it is n / (last - start).
+// 0 when it cannot be measured.
+func SteadyThroughput(recv []int64, start int64) float64 {
 	n := len(recv)
 	if n == 0 {
 		return 0
 	}
 	if n < 20 {
-		if recv[n-1] <= 0 {
-			return math.Inf(1)
+		if span := recv[n-1] - start; span > 0 {
+			return float64(n) / time.Duration(span).Seconds()
 		}
-		return float64(n) / recv[n-1].Seconds()
+		return 0
 	}
-	lo, hi := n/10, n-1-n/10
-	span := recv[hi] - recv[lo]
-	if span <= 0 {
-		return math.Inf(1)
+	lo, hi := n/10, n-n/10 // [lo, hi)
+	var mt, mk float64
+	for k := lo; k < hi; k++ {
+		mt += float64(recv[k] - recv[lo])
+		mk += float64(k)
 	}
-	return float64(hi-lo) / span.Seconds()
+	m := float64(hi - lo)
+	mt, mk = mt/m, mk/m
+	var stt, stk float64
+	for k := lo; k < hi; k++ {
+		dt := float64(recv[k]-recv[lo]) - mt
+		stt += dt * dt
+		stk += dt * (float64(k) - mk)
+	}
+	if stt <= 0 {
+		return 0
+	}
+	return stk / stt * 1e9
 }
 
 // Efficiency is Throughput over Bound; NaN when the bound is unknown.

@@ -1,0 +1,48 @@
+package pipelines
+
+import (
+	"math"
+	"testing"
+)
+
+func TestSteadyThroughput(t *testing.T) {
+	const ms = int64(1e6)
+	uniform := make([]int64, 100)
+	for i := range uniform {
+		uniform[i] = int64(i+1) * 10 * ms // 100 msgs/s
+	}
+	if got := SteadyThroughput(uniform, 0); math.Abs(got-100) > 1e-9 {
+		t.Errorf("uniform: %v msgs/s, want 100", got)
+	}
+	// Bursts of three every 30 ms: still 100 msgs/s on average, whichever
+	// completions the middle 80% starts and ends on.
+	for shift := range 3 {
+		burst := make([]int64, 0, 100)
+		for i := shift; len(burst) < 100; i++ {
+			burst = append(burst, int64(i/3)*30*ms+int64(i%3)*ms/10)
+		}
+		if got := SteadyThroughput(burst, 0); math.Abs(got-100) > 1.5 {
+			t.Errorf("bursts (shift %d): %v msgs/s, want 100 within 1.5", shift, got)
+		}
+	}
+	// A slow fill and drain (the first and last 10%) do not count.
+	slow := make([]int64, 100)
+	at := int64(0)
+	for i := range slow {
+		step := 10 * ms
+		if i < 10 || i >= 90 {
+			step = 100 * ms
+		}
+		at += step
+		slow[i] = at
+	}
+	if got := SteadyThroughput(slow, 0); math.Abs(got-100) > 1e-9 {
+		t.Errorf("fill and drain: %v msgs/s, want 100", got)
+	}
+	if got := SteadyThroughput([]int64{50 * ms, 100 * ms}, 0); got != 20 {
+		t.Errorf("two completions in 100 ms: %v msgs/s, want 20", got)
+	}
+	if got := SteadyThroughput(nil, 0); got != 0 {
+		t.Errorf("none: %v", got)
+	}
+}
