@@ -367,7 +367,7 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 	if m.StartStamp != 0 {
 		start = min(start, m.StartStamp)
 	}
-	r.Throughput = steadyThroughput(recv, start)
+	r.Throughput = steadyThroughput(recv, start, m.Window)
 	if r.Bound > 0 {
 		r.Efficiency = r.Throughput / r.Bound
 	}
@@ -414,9 +414,9 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 }
 
 // steadyThroughput is the runner's steady-state rate (pipelines.SteadyThroughput).
-func steadyThroughput(recv []int64, start int64) float64 {
+func steadyThroughput(recv []int64, start int64, window int) float64 {
 	slices.Sort(recv)
-	return pipelines.SteadyThroughput(recv, start)
+	return pipelines.SteadyThroughput(recv, start, window)
 }
 
 // histDist summarizes an HDR histogram of microseconds; max is the exact

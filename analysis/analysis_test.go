@@ -158,10 +158,10 @@ func TestSteadyThroughput(t *testing.T) {
 	for i := 0; i < 101; i++ {
 		recv = append(recv, int64(50+i)*msNS)
 	}
-	if got := steadyThroughput(recv, 0); !near(got, 1000, 1e-9) {
+	if got := steadyThroughput(recv, 0, 4); !near(got, 1000, 1e-9) {
 		t.Errorf("steady throughput %v, want 1000", got)
 	}
-	if got := steadyThroughput(nil, 0); got != 0 {
+	if got := steadyThroughput(nil, 0, 0); got != 0 {
 		t.Errorf("no completions: %v, want 0", got)
 	}
 }

@@ -106,7 +106,7 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 	for i, d := range st.recvMono {
 		recv[i] = int64(d)
 	}
-	res.Throughput = SteadyThroughput(recv, 0)
+	res.Throughput = SteadyThroughput(recv, 0, res.Window)
 	return res
 }
 
@@ -116,14 +116,18 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 // count against time over the middle 80% of completions, so pipeline fill
 // and drain are left out, and completions that come in bursts (a closed
 // window, a shared executor) do not bias it as a count between two chosen
-// completions would. For fewer than 20 completions it is n / (last - start).
-// 0 when it cannot be measured.
-func SteadyThroughput(recv []int64, start int64) float64 {
+// completions would.
+//
+// A run needs a steady state for that: at least 20 completions and twice
+// the closed-loop window (window 0 for open loop), else every message was
+// in fill or drain and the rate is n / (last - start), fill and drain
+// included. 0 when it cannot be measured.
+func SteadyThroughput(recv []int64, start int64, window int) float64 {
 	n := len(recv)
 	if n == 0 {
 		return 0
 	}
-	if n < 20 {
+	if n < max(20, 2*window) {
 		if span := recv[n-1] - start; span > 0 {
 			return float64(n) / time.Duration(span).Seconds()
 		}

@@ -11,7 +11,7 @@ func TestSteadyThroughput(t *testing.T) {
 	for i := range uniform {
 		uniform[i] = int64(i+1) * 10 * ms // 100 msgs/s
 	}
-	if got := SteadyThroughput(uniform, 0); math.Abs(got-100) > 1e-9 {
+	if got := SteadyThroughput(uniform, 0, 8); math.Abs(got-100) > 1e-9 {
 		t.Errorf("uniform: %v msgs/s, want 100", got)
 	}
 	// Bursts of three every 30 ms: still 100 msgs/s on average, whichever
@@ -21,7 +21,7 @@ func TestSteadyThroughput(t *testing.T) {
 		for i := shift; len(burst) < 100; i++ {
 			burst = append(burst, int64(i/3)*30*ms+int64(i%3)*ms/10)
 		}
-		if got := SteadyThroughput(burst, 0); math.Abs(got-100) > 1.5 {
+		if got := SteadyThroughput(burst, 0, 3); math.Abs(got-100) > 1.5 {
 			t.Errorf("bursts (shift %d): %v msgs/s, want 100 within 1.5", shift, got)
 		}
 	}
@@ -36,13 +36,18 @@ func TestSteadyThroughput(t *testing.T) {
 		at += step
 		slow[i] = at
 	}
-	if got := SteadyThroughput(slow, 0); math.Abs(got-100) > 1e-9 {
+	if got := SteadyThroughput(slow, 0, 0); math.Abs(got-100) > 1e-9 {
 		t.Errorf("fill and drain: %v msgs/s, want 100", got)
 	}
-	if got := SteadyThroughput([]int64{50 * ms, 100 * ms}, 0); got != 20 {
+	if got := SteadyThroughput([]int64{50 * ms, 100 * ms}, 0, 1); got != 20 {
 		t.Errorf("two completions in 100 ms: %v msgs/s, want 20", got)
 	}
-	if got := SteadyThroughput(nil, 0); got != 0 {
+	// All in flight at once (window 64, 60 messages): no steady state, so
+	// the whole run counts: 60 messages in 600 ms.
+	if got := SteadyThroughput(uniform[:60], 0, 64); math.Abs(got-100) > 1e-9 {
+		t.Errorf("no steady state: %v msgs/s, want 100", got)
+	}
+	if got := SteadyThroughput(nil, 0, 0); got != 0 {
 		t.Errorf("none: %v", got)
 	}
 }
