@@ -29,7 +29,7 @@ bench=${REGRESS_BENCH:-'^BenchmarkSuite$/work=sleep'}
 benchtime=${REGRESS_BENCHTIME:-60x}
 count=${REGRESS_COUNT:-6}
 durations=${REGRESS_DURATIONS:-5ms,20ms,5ms,5ms}
-gateflags=${REGRESS_GATE_FLAGS:-"-filter .unit:(sec/op OR msgs/s OR eff OR allocs/op)"}
+gateflags=${REGRESS_GATE_FLAGS:-"-config testdata/gate.conf -filter .unit:(sec/op OR msgs/s OR eff OR allocs/op)"}
 read -r -a newenv <<<"${REGRESS_NEW_ENV:-}"
 
 git rev-parse --verify --quiet "$base^{commit}" >/dev/null || { echo "regress.sh: unknown ref $base" >&2; exit 2; }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# gate-baseline.sh: run the gate's stable configuration and gate it against
+# the committed baseline, testdata/baseline.txt. CI runs it.
+#
+# usage: scripts/gate-baseline.sh            gate this tree against the baseline
+#        scripts/gate-baseline.sh -refresh   re-measure and overwrite the baseline
+#
+# The configuration is short and stable: the cross-variant suite on sleep work
+# with 5,20,5,5 ms stages, 60 messages a run, 6 runs. Only machine-independent
+# units are gated: eff (throughput over the theoretical bound, on sleep work),
+# allocs/op and B/op. Refresh the baseline on a quiet machine after a change
+# that moves them on purpose, and commit it with the reason.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+baseline=testdata/baseline.txt
+refresh=false
+case "${1:-}" in
+-refresh) refresh=true ;;
+"") ;;
+*) echo "usage: gate-baseline.sh [-refresh]" >&2; exit 2 ;;
+esac
+
+export NATSPIPE_DURATIONS=5ms,20ms,5ms,5ms
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+scripts/bench.sh -o "$tmp/new.txt" -count 6 -bench '^BenchmarkSuite$/work=sleep' -benchtime 60x ./bench >/dev/null
+if $refresh; then
+	cp "$tmp/new.txt" "$baseline"
+	echo "gate-baseline.sh: wrote $baseline" >&2
+	exit 0
+fi
+go run ./cmd/natspipe gate -config testdata/gate.conf -filter '.unit:(eff OR allocs/op OR B/op)' "$baseline" "$tmp/new.txt"
