@@ -13,9 +13,10 @@
 #   REGRESS_BENCHTIME  per run (default 60x)
 #   REGRESS_COUNT      interleaved rounds (default 6, the gate's minimum)
 #   REGRESS_DURATIONS  stage times for both (default 5ms,20ms,5ms,5ms)
-#   REGRESS_GATE_FLAGS extra flags for natspipe gate (default filters to the
-#                      units that mean something here: sec/op, msgs/s, eff,
-#                      allocs/op)
+#   REGRESS_FILTER     benchproc filter for the gate (default: the units that
+#                      mean something here: sec/op, msgs/s, eff, allocs/op)
+#   REGRESS_GATE_FLAGS extra flags for natspipe gate, split on spaces
+#                      (default -config testdata/gate.conf)
 #   REGRESS_NEW_ENV    extra VAR=value settings for the candidate runs only,
 #                      e.g. NATSPIPE_SLOWDOWN=S2=2ms to prove a slowdown is caught
 #   REGRESS_OUT        directory to keep base.txt and new.txt (default: temporary)
@@ -29,7 +30,8 @@ bench=${REGRESS_BENCH:-'^BenchmarkSuite$/work=sleep'}
 benchtime=${REGRESS_BENCHTIME:-60x}
 count=${REGRESS_COUNT:-6}
 durations=${REGRESS_DURATIONS:-5ms,20ms,5ms,5ms}
-gateflags=${REGRESS_GATE_FLAGS:-"-config testdata/gate.conf -filter .unit:(sec/op OR msgs/s OR eff OR allocs/op)"}
+filter=${REGRESS_FILTER:-'.unit:(sec/op OR msgs/s OR eff OR allocs/op)'}
+read -r -a gateflags <<<"${REGRESS_GATE_FLAGS:--config testdata/gate.conf}"
 read -r -a newenv <<<"${REGRESS_NEW_ENV:-}"
 
 git rev-parse --verify --quiet "$base^{commit}" >/dev/null || { echo "regress.sh: unknown ref $base" >&2; exit 2; }
@@ -58,5 +60,4 @@ for i in $(seq 1 "$count"); do
 	(cd "$pkgdir_base" && NATSPIPE_DURATIONS=$durations "$tmp/base.test" "${args[@]}") >>"$out/base.txt"
 	(cd "$pkgdir_new" && env NATSPIPE_DURATIONS="$durations" "${newenv[@]}" "$tmp/new.test" "${args[@]}") >>"$out/new.txt"
 done
-# shellcheck disable=SC2086
-"$tmp/natspipe" gate $gateflags "$out/base.txt" "$out/new.txt"
+"$tmp/natspipe" gate "${gateflags[@]}" -filter "$filter" "$out/base.txt" "$out/new.txt"
