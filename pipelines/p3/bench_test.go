@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/fleetbench"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -39,81 +39,25 @@ func BenchmarkP3(b *testing.B) {
 		for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
 			s := spec
 			s.Work = work
-			benchFleet(b, srv.URL, fmt.Sprintf("mode=%s/work=%s", mode, work), s, Options{Mode: mode, Concurrency: conc})
+			fleetbench.Run(b, srv.URL, fmt.Sprintf("mode=%s/work=%s", mode, work), benchConfig(s, Options{Mode: mode, Concurrency: conc}))
 		}
 	}
 }
 
-// fixture is a sub-benchmark's pipeline: started once, outside the timed
-// section, and reused while testing.B ramps b.N.
-type fixture struct {
-	runner *pipelines.Runner
-	pipe   *Pipeline
-	ep     *bus.Endpoint
-}
-
-func newFixture(b *testing.B, url string, spec pipelines.Spec, opts Options) (*fixture, error) {
-	launcher, err := worker.Self()
-	if err != nil {
-		return nil, err
-	}
+// benchConfig is a P3 sub-benchmark's pipeline for fleetbench.
+func benchConfig(spec pipelines.Spec, opts Options) fleetbench.Config {
 	bound := Bound(spec, opts.Mode, opts.Concurrency)
-	window := benchkit.Int(b, pipelines.EnvWindow, 0)
-	if window == 0 {
-		window = Window(spec, opts.Mode, opts.Concurrency, bound)
-	}
-	runner, err := pipelines.NewRunner(pipelines.RunConfig{
-		Spec: spec, Variant: "p3", Bound: bound, Window: window, Timeout: benchkit.Timeout(b),
-	})
-	if err != nil {
-		return nil, err
-	}
-	subjects := bus.NewSubjects()
-	opts.URL, opts.Subjects, opts.Launcher = url, subjects, launcher
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pipe, err := Start(ctx, opts, spec, runner)
-	if err != nil {
-		return nil, err
-	}
-	ep, err := bus.Attach(url, subjects, runner)
-	if err != nil {
-		_ = pipe.Close()
-		return nil, err
-	}
-	return &fixture{runner: runner, pipe: pipe, ep: ep}, nil
-}
-
-func (fx *fixture) close() error {
-	err := fx.pipe.Close()
-	_ = fx.ep.Close()
-	return err
-}
-
-// benchFleet runs one sub-benchmark: b.N messages through workers started
-// on its first call and stopped after its last. It reports benchkit's
-// metrics and the workers' start-up time (startup-ms).
-func benchFleet(b *testing.B, url, name string, spec pipelines.Spec, opts Options) {
-	var fx *fixture
-	var setupErr error
-	defer func() {
-		if fx != nil {
-			if err := fx.close(); err != nil {
-				b.Errorf("%s: %v", name, err)
+	return fleetbench.Config{
+		Variant: "p3", Spec: spec, Alloc: ones(spec.Stages()), Bound: bound,
+		Window: Window(spec, opts.Mode, opts.Concurrency, bound),
+		Start: func(ctx context.Context, url string, subjects bus.Subjects, launcher worker.Launcher, spec pipelines.Spec, sink pipelines.Sink) (*worker.Fleet, error) {
+			o := opts
+			o.URL, o.Subjects, o.Launcher = url, subjects, launcher
+			p, err := Start(ctx, o, spec, sink)
+			if err != nil {
+				return nil, err
 			}
-		}
-	}()
-	b.Run(name, func(b *testing.B) {
-		if fx == nil && setupErr == nil {
-			fx, setupErr = newFixture(b, url, spec, opts)
-		}
-		if setupErr != nil {
-			b.Fatal(setupErr)
-		}
-		if err := fx.pipe.Err(); err != nil {
-			b.Fatal(err)
-		}
-		benchkit.Bench(b, fx.runner, fx.ep)
-		b.ReportMetric(float64(fx.pipe.Startup())/float64(time.Millisecond), "startup-ms")
-	})
+			return p.Fleet, nil
+		},
+	}
 }

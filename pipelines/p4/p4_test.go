@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/fleetbench"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -541,7 +542,7 @@ func BenchmarkP4(b *testing.B) {
 				s := spec
 				s.Work = work
 				name := fmt.Sprintf("alloc=%s/mode=%s/work=%s", alloc, mode, work)
-				benchFleet(b, srv.URL, name, s, Options{Alloc: alloc, Mode: mode, Concurrency: conc})
+				fleetbench.Run(b, srv.URL, name, benchConfig(s, Options{Alloc: alloc, Mode: mode, Concurrency: conc}))
 			}
 		}
 	}
