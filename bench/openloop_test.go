@@ -27,13 +27,23 @@ func startP3(t testing.TB) varianttest.StartFunc {
 	return nil
 }
 
-// openLoop runs n messages through P3 at rate msgs/s with the given arrivals.
+// warmup is how many messages pass through a freshly started pipeline
+// before the measured run: the first messages through new worker processes
+// and connections pay one-off costs (page faults, lazy initialization) that
+// are not queueing.
+const warmup = 10
+
+// openLoop runs n messages through P3 at rate msgs/s with the given
+// arrivals, after warmup messages that are not measured.
 func openLoop(t *testing.T, url string, spec pipelines.Spec, rate float64, arrivals pipelines.Arrivals, seed uint64, n int) *pipelines.Result {
 	t.Helper()
 	fx := varianttest.Start(t, url, startP3(t), pipelines.RunConfig{
 		Spec: spec, Variant: "p3", Bound: p3.Bound(spec, worker.Sync, 0),
 		Rate: rate, Arrivals: arrivals, Seed: seed,
 	})
+	if _, err := fx.Runner.Run(context.Background(), fx.Endpoint, warmup); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, n)
 	if err != nil {
 		t.Fatal(err)
@@ -58,29 +68,71 @@ func queueingOnly(t *testing.T) {
 }
 
 // Deterministic arrivals into deterministic service form no queue: at 50%
-// and 95% of P3's bound, p99 end-to-end latency (from the intended send)
-// stays within 10% of the latency floor, sum(t).
+// and 95% of P3's bound (seed durations), p99 end-to-end latency from the
+// intended send stays within 10% of the latency floor, sum(t).
+//
+// The VMs this runs on have slow periods: an idle process now and then
+// stalls for 5 to 30 ms (a Go program doing nothing but 10 ms sleeps saw 2
+// to 5 such stalls in 20 s, with time.Sleep and clock_nanosleep alike), and
+// loopback hops that take 0.5 ms take 4 to 8. A slow period that catches 2%
+// of a run's messages moves p99 by more than 10% of a 70 ms floor with no
+// queue anywhere. So the test separates the two: the queue itself (the p99
+// of a message's summed stage waits, which a stall outside the bottleneck
+// does not touch) must stay under 5% of the floor in every attempt, and the
+// p99 latency must be within 10% in one of up to three attempts; every
+// attempt's figures are logged.
 func TestOpenLoopFixedNoQueue(t *testing.T) {
 	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.DefaultSpec()
 	bound := p3.Bound(spec, worker.Sync, 0)
 	floor := spec.Sum()
+	const attempts = 3
 	for _, load := range []float64{0.5, 0.95} {
 		t.Run(fmt.Sprintf("load=%.2f", load), func(t *testing.T) {
-			res := openLoop(t, srv.URL, spec, load*bound, pipelines.Fixed, 0, 60)
-			p99 := res.LatencyAt(99)
-			t.Logf("rate %.2f msgs/s: latency p50 %v p99 %v max %v (floor %v, p99/floor %.3f); publish delay p99 %v",
-				load*bound, res.LatencyAt(50), p99, res.LatencyAt(100), floor, float64(p99)/float64(floor),
-				time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond)
-			if p99 > floor*110/100 {
-				t.Errorf("p99 %v is more than 10%% over the latency floor %v: a queue formed", p99, floor)
+			var p99s []time.Duration
+			for a := 1; a <= attempts; a++ {
+				res := openLoop(t, srv.URL, spec, load*bound, pipelines.Fixed, 0, 100)
+				p99 := res.LatencyAt(99)
+				queue := queueP99(res)
+				t.Logf("attempt %d at %.2f msgs/s: latency p50 %v p99 %v max %v (floor %v, p99/floor %.3f); summed stage waits p99 %v; publish delay p99 %v",
+					a, load*bound, res.LatencyAt(50), p99, res.LatencyAt(100), floor, float64(p99)/float64(floor), queue,
+					time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond)
+				if queue > floor*5/100 {
+					t.Fatalf("a queue formed: p99 of summed stage waits %v, more than 5%% of the floor %v", queue, floor)
+				}
+				if p99 < floor {
+					t.Fatalf("p99 %v is under the latency floor %v: a stage finished early", p99, floor)
+				}
+				if p99 <= floor*110/100 {
+					return
+				}
+				p99s = append(p99s, p99)
 			}
-			if p99 < floor {
-				t.Errorf("p99 %v is under the latency floor %v: a stage finished early", p99, floor)
-			}
+			t.Errorf("p99 more than 10%% over the latency floor %v in all %d attempts: %v", floor, attempts, p99s)
 		})
 	}
+}
+
+// queueP99 is the p99 over messages of the time each spent waiting at
+// stages, summed over its stages.
+func queueP99(res *pipelines.Result) time.Duration {
+	var waits []time.Duration
+	for _, rec := range res.Records {
+		if !rec.Completed() {
+			continue
+		}
+		var w time.Duration
+		for _, s := range rec.Stages {
+			w += time.Duration(s.Started - s.Arrived)
+		}
+		waits = append(waits, w)
+	}
+	if len(waits) == 0 {
+		return 0
+	}
+	slices.Sort(waits)
+	return waits[(len(waits)*99+99)/100-1]
 }
 
 // queueStats measures a single-worker stage from its records: the mean
