@@ -3,10 +3,15 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines/bus"
 )
 
@@ -69,5 +74,110 @@ func (c *RawChain) RoundTrips(ctx context.Context, n int, msg []byte) (time.Dura
 	return time.Since(start) / time.Duration(n), nil
 }
 
-// Close closes the chain's connection.
+// Close closes the chain's connection (a process chain's hops are stopped
+// by their procs.Group).
 func (c *RawChain) Close() error { return bus.Drain(c.nc) }
+
+// EnvRawHop makes a binary that calls RawHopMain run as one hop of a raw
+// cross-process chain: its value is "URL IN OUT".
+const EnvRawHop = "NATSPIPE_RAW_HOP"
+
+// RawHopMain, when EnvRawHop is set, runs this process as one raw hop
+// (subscribe to IN, republish every message unchanged to OUT) until its
+// parent's lifeline closes or it is signalled, and never returns. It does
+// nothing otherwise. Call it first in TestMain.
+func RawHopMain() {
+	v := os.Getenv(EnvRawHop)
+	if v == "" {
+		return
+	}
+	procs.ExitWithParent()
+	f := strings.Fields(v)
+	if len(f) != 3 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want \"URL IN OUT\"\n", EnvRawHop, v)
+		os.Exit(2)
+	}
+	nc, err := bus.Connect(f[0], "natspipe-raw-hop", nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	out := f[2]
+	if _, err := nc.Subscribe(f[1], func(m *nats.Msg) { _ = nc.Publish(out, m.Data) }); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := nc.FlushTimeout(bus.ConnectTimeout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	nc.Close()
+	os.Exit(0)
+}
+
+// rawProbe marks the messages that check a chain is connected end to end.
+const rawProbe = "natspipe-raw-probe"
+
+// NewRawProcChain is NewRawChain with every republishing hop in a process of
+// its own (exe, run with EnvRawHop, started in g), as P3 and P4 have: the
+// floor their per-hop cost is held against. It returns once a probe has
+// passed the whole chain, within ready.
+func NewRawProcChain(url string, hops int, g *procs.Group, exe string, ready time.Duration) (*RawChain, error) {
+	if hops < 1 {
+		return nil, fmt.Errorf("raw process chain: %d hops, want at least 1", hops)
+	}
+	nc, err := bus.Connect(url, "natspipe-raw", nil)
+	if err != nil {
+		return nil, fmt.Errorf("raw process chain: %w", err)
+	}
+	subj := bus.NewSubjects()
+	c := &RawChain{nc: nc, in: subj.Stage(0), done: make(chan struct{}, 1)}
+	probed := make(chan struct{}, 1)
+	sub, err := nc.Subscribe(subj.Stage(hops-1), func(m *nats.Msg) {
+		if string(m.Data) == rawProbe {
+			select {
+			case probed <- struct{}{}:
+			default:
+			}
+			return
+		}
+		c.done <- struct{}{}
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("raw process chain: subscribe end: %w", err)
+	}
+	c.subs = append(c.subs, sub)
+	for i := 0; i < hops-1; i++ {
+		_, err := g.Start(procs.Spec{
+			Name: fmt.Sprintf("raw-hop-%d", i+1), Path: exe, Lifeline: true,
+			Env: append(os.Environ(), fmt.Sprintf("%s=%s %s %s", EnvRawHop, url, subj.Stage(i), subj.Stage(i+1))),
+		})
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("raw process chain: hop %d: %w", i+1, err)
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(ready)
+	for {
+		if err := nc.Publish(c.in, []byte(rawProbe)); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("raw process chain: probe: %w", err)
+		}
+		select {
+		case <-probed:
+			// Let probes still in the chain arrive, then forget them.
+			time.Sleep(50 * time.Millisecond)
+			return c, nil
+		case <-deadline:
+			nc.Close()
+			return nil, fmt.Errorf("raw process chain: no probe came through %d hops within %v", hops, ready)
+		case <-tick.C:
+		}
+	}
+}

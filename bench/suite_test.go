@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -20,6 +22,7 @@ import (
 
 func TestMain(m *testing.M) {
 	worker.Dispatch() // the test binary doubles as P3/P4's worker processes
+	RawHopMain()      // and as the hops of the raw cross-process chain
 	benchkit.Exit(m)
 }
 
@@ -135,61 +138,77 @@ func BenchmarkSuite(b *testing.B) {
 const overheadHops = 5
 
 // BenchmarkOverhead measures messaging cost: each messaging variant (P4 as
-// 1-4-1-1, its queue groups) with
-// zero-duration stages and one message in flight, against a raw nats.go
-// chain of as many hops measured in the same run. It reports ns/hop and
-// x-raw, the ratio of the variant's hop to the raw hop.
+// 1-4-1-1, its queue groups) with zero-duration stages and one message in
+// flight, against a raw nats.go chain of as many hops measured in the same
+// run, beside the variant, outside the timed section. It reports ns/hop and
+// x-raw, the ratio of the variant's hop to the raw hop of the same shape:
+// P1 and P2 against a chain in one process (impl=raw), P3 and P4 against a
+// chain whose every hop is a process of its own (impl=raw-procs), since a
+// hop into an idle process pays that process's wake-up.
 func BenchmarkOverhead(b *testing.B) {
 	srv := natstest.Start(b)
 	spec := benchkit.Spec(b, pipelines.DefaultSpec())
 	spec.Durations = make([]time.Duration, 4)
 	spec.Slowdown = nil
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
 	raw, err := NewRawChain(srv.URL, overheadHops)
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchkit.Cleanup(b, "raw chain", raw)
+	rawProcs, err := NewRawProcChain(srv.URL, overheadHops, procs.ForTest(b, nil), exe, 30*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchkit.Cleanup(b, "raw process chain", rawProcs)
 	payload := make([]byte, spec.PayloadSize)
-	rawHop := func() time.Duration {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	hop := func(c *RawChain, n int) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		per, err := raw.RoundTrips(ctx, 2000, payload)
+		per, err := c.RoundTrips(ctx, n, payload)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return per / overheadHops
 	}
-	b.Run("impl=raw", func(b *testing.B) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		b.ResetTimer()
-		per, err := raw.RoundTrips(ctx, b.N, payload)
-		b.StopTimer()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(per/overheadHops), "ns/hop")
-		b.ReportMetric(1, "x-raw")
-	})
+	for _, r := range []struct {
+		impl  string
+		chain *RawChain
+	}{{"raw", raw}, {"raw-procs", rawProcs}} {
+		b.Run("impl="+r.impl, func(b *testing.B) {
+			b.ResetTimer()
+			per := hop(r.chain, b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(per), "ns/hop")
+			b.ReportMetric(1, "x-raw")
+		})
+	}
 	for _, v := range variants(b) {
 		if v.start == nil {
 			continue
+		}
+		ref := raw
+		if v.impl == "p3" || v.impl == "p4" {
+			ref = rawProcs
 		}
 		fx := benchkit.Once(func() fixture {
 			return setup(b, srv.URL, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
 		})
 		b.Run("impl="+v.impl, func(b *testing.B) {
 			f := fx()
-			ref := rawHop() // measured now, beside the variant, outside the timed section
+			rawHop := hop(ref, 2000) // measured now, beside the variant, outside the timed section
 			b.ResetTimer()
 			res, err := f.runner.Run(context.Background(), f.sender, b.N)
 			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
 			}
-			hop := res.Elapsed / time.Duration(b.N*overheadHops)
-			b.ReportMetric(float64(hop), "ns/hop")
-			b.ReportMetric(float64(hop)/float64(ref), "x-raw")
+			perHop := res.Elapsed / time.Duration(b.N*overheadHops)
+			b.ReportMetric(float64(perHop), "ns/hop")
+			b.ReportMetric(float64(perHop)/float64(rawHop), "x-raw")
 		})
 	}
 }
