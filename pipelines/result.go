@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -191,4 +192,31 @@ func (res *Result) Summary() string {
 	return fmt.Sprintf("%s: %d/%d msgs in %v, %.1f msgs/s (bound %.1f, eff %.3f), p50 %v p99 %v, lost %d rejected %d",
 		res.Variant, res.Completed, res.N, res.Elapsed.Round(time.Millisecond), res.Throughput, res.Bound,
 		res.Efficiency(), res.LatencyAt(50), res.LatencyAt(99), len(res.Lost), res.Rejected)
+}
+
+// PeakOverlap is the largest number of the records' work intervals
+// (Started to Finished) open at one instant. A record ending when another
+// starts does not overlap it.
+func PeakOverlap(recs []StageRecord) int {
+	type edge struct {
+		at    int64
+		delta int
+	}
+	edges := make([]edge, 0, 2*len(recs))
+	for _, r := range recs {
+		edges = append(edges, edge{r.Started, +1}, edge{r.Finished, -1})
+	}
+	// Ends sort before starts at the same instant.
+	slices.SortFunc(edges, func(a, b edge) int {
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return cmp.Compare(a.delta, b.delta)
+	})
+	cur, peak := 0, 0
+	for _, e := range edges {
+		cur += e.delta
+		peak = max(peak, cur)
+	}
+	return peak
 }

@@ -51,3 +51,21 @@ func TestSteadyThroughput(t *testing.T) {
 		t.Errorf("none: %v", got)
 	}
 }
+
+func TestPeakOverlap(t *testing.T) {
+	r := func(start, end int64) StageRecord { return StageRecord{Started: start, Finished: end} }
+	cases := []struct {
+		recs []StageRecord
+		want int
+	}{
+		{nil, 0},
+		{[]StageRecord{r(0, 10), r(10, 20), r(20, 30)}, 1}, // touching is not overlapping
+		{[]StageRecord{r(0, 10), r(5, 15), r(6, 7)}, 3},
+		{[]StageRecord{r(0, 10), r(5, 15), r(12, 20)}, 2},
+	}
+	for i, c := range cases {
+		if got := PeakOverlap(c.recs); got != c.want {
+			t.Errorf("case %d: peak %d, want %d", i, got, c.want)
+		}
+	}
+}

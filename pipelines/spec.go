@@ -196,14 +196,29 @@ func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
 		}
 		s.PayloadSize = n
 	}
-	if v := getenv(EnvSlowdown); v != "" {
-		sd, err := ParseSlowdown(v, s.Stages())
-		if err != nil {
-			return Spec{}, fmt.Errorf("%s=%q: %w", EnvSlowdown, v, err)
-		}
-		s.Slowdown = sd
+	sd, err := SlowdownFromEnv(getenv, s.Stages())
+	if err != nil {
+		return Spec{}, err
 	}
+	s.Slowdown = sd
 	return s, s.Validate()
+}
+
+// SlowdownFromEnv reads NATSPIPE_SLOWDOWN for a pipeline of n stages: nil
+// when unset, an error naming the variable when bad.
+func SlowdownFromEnv(getenv Getenv, n int) ([]time.Duration, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := getenv(EnvSlowdown)
+	if v == "" {
+		return nil, nil
+	}
+	sd, err := ParseSlowdown(v, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%q: %w", EnvSlowdown, v, err)
+	}
+	return sd, nil
 }
 
 // ParseSlowdown reads "S2=2ms,S4=1ms" into per-stage extra work for a

@@ -156,11 +156,10 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 		}
 		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
 			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-				opts := p4.Options{URL: url, Subjects: s, Alloc: alloc, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
 				if o.variant == "p3" {
 					return p3.Start(ctx, p3.Options{URL: url, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}, spec, sink)
 				}
-				return p4.Start(ctx, opts, spec, sink)
+				return p4.Start(ctx, p4.Options{URL: url, Subjects: s, Alloc: alloc, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}, spec, sink)
 			}}, nil
 	}
 	return plan{}, fmt.Errorf("-variant %q: want p0, p1, p2, p3 or p4", o.variant)
@@ -176,7 +175,7 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		return nil, fmt.Errorf("-work: %w", err)
 	}
 	spec := pipelines.Spec{Durations: ds, Work: work, PayloadSize: o.payload}
-	spec.Slowdown, err = slowdownFromEnv(spec)
+	spec.Slowdown, err = pipelines.SlowdownFromEnv(nil, spec.Stages())
 	if err != nil {
 		return nil, err
 	}
@@ -249,18 +248,6 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		fmt.Fprintf(stdout, "trace: %s.{jsonl,csv}\n", strings.TrimSuffix(o.traceDir, "/")+"/"+trace.SafeName(name))
 	}
 	return res, runErr
-}
-
-func slowdownFromEnv(spec pipelines.Spec) ([]time.Duration, error) {
-	v := os.Getenv(pipelines.EnvSlowdown)
-	if v == "" {
-		return nil, nil
-	}
-	sd, err := pipelines.ParseSlowdown(v, spec.Stages())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", pipelines.EnvSlowdown, err)
-	}
-	return sd, nil
 }
 
 func printResult(w io.Writer, res *pipelines.Result) {

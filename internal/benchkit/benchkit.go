@@ -19,26 +19,21 @@ import (
 	"github.com/natspipe/natspipe/pipelines/trace"
 )
 
-// Units are the custom benchmark units with their better direction, as
-// benchfmt unit metadata lines. Print them once per benchmark binary.
-var units = []string{
-	"Unit msgs/s better=higher assume=nothing",
-	"Unit eff better=higher assume=nothing",
-	"Unit p50-ms better=lower assume=nothing",
-	"Unit p90-ms better=lower assume=nothing",
-	"Unit p99-ms better=lower assume=nothing",
-	"Unit startup-ms better=lower assume=nothing",
-	"Unit imbalance better=lower assume=nothing",
-	"Unit ns/hop better=lower assume=nothing",
-	"Unit x-raw better=lower assume=nothing",
-}
-
-// UnitLines returns the unit metadata lines.
-func UnitLines() []string { return append([]string(nil), units...) }
-
-// PrintUnits writes the unit metadata lines to w.
+// PrintUnits writes the custom units' directions to w as benchfmt unit
+// metadata lines, for benchstat and the gate. Print them once per benchmark
+// binary (Main does).
 func PrintUnits(w io.Writer) {
-	for _, u := range units {
+	for _, u := range []string{
+		"Unit msgs/s better=higher assume=nothing",
+		"Unit eff better=higher assume=nothing",
+		"Unit p50-ms better=lower assume=nothing",
+		"Unit p90-ms better=lower assume=nothing",
+		"Unit p99-ms better=lower assume=nothing",
+		"Unit startup-ms better=lower assume=nothing",
+		"Unit imbalance better=lower assume=nothing",
+		"Unit ns/hop better=lower assume=nothing",
+		"Unit x-raw better=lower assume=nothing",
+	} {
 		fmt.Fprintln(w, u)
 	}
 }

@@ -6,7 +6,6 @@ package varianttest
 import (
 	"context"
 	"encoding/binary"
-	"sort"
 	"testing"
 	"time"
 
@@ -81,29 +80,11 @@ func CheckExactlyOnce(t testing.TB, spec pipelines.Spec, res *pipelines.Result) 
 // MaxOverlap is the largest number of messages in stage work at one instant,
 // over all stages, from the records' start and finish stamps.
 func MaxOverlap(res *pipelines.Result) int {
-	type edge struct {
-		at    int64
-		delta int
-	}
-	var edges []edge
+	var recs []pipelines.StageRecord
 	for _, rec := range res.Records {
-		for _, st := range rec.Stages {
-			edges = append(edges, edge{st.Started, +1}, edge{st.Finished, -1})
-		}
+		recs = append(recs, rec.Stages...)
 	}
-	// Ends sort before starts at the same instant: touching is not overlapping.
-	sort.Slice(edges, func(i, j int) bool {
-		if edges[i].at != edges[j].at {
-			return edges[i].at < edges[j].at
-		}
-		return edges[i].delta < edges[j].delta
-	})
-	cur, peak := 0, 0
-	for _, e := range edges {
-		cur += e.delta
-		peak = max(peak, cur)
-	}
-	return peak
+	return pipelines.PeakOverlap(recs)
 }
 
 // Garbage is a set of malformed messages: not an envelope, truncated, an

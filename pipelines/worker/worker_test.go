@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,29 +177,13 @@ func (c *collector) wait(t *testing.T, n int) []pipelines.Envelope {
 	return slices.Clone(c.envs)
 }
 
-// overlap is the most stage-2 records in work at one instant.
+// overlap is the most records of stage (0-based) in work at one instant.
 func overlap(envs []pipelines.Envelope, stage int) int {
-	type edge struct {
-		at int64
-		d  int
-	}
-	var es []edge
+	recs := make([]pipelines.StageRecord, 0, len(envs))
 	for _, e := range envs {
-		r := e.Stages[stage]
-		es = append(es, edge{r.Started, 1}, edge{r.Finished, -1})
+		recs = append(recs, e.Stages[stage])
 	}
-	sort.Slice(es, func(i, j int) bool {
-		if es[i].at != es[j].at {
-			return es[i].at < es[j].at
-		}
-		return es[i].d < es[j].d
-	})
-	cur, peak := 0, 0
-	for _, e := range es {
-		cur += e.d
-		peak = max(peak, cur)
-	}
-	return peak
+	return pipelines.PeakOverlap(recs)
 }
 
 func request(t *testing.T, nc *nats.Conn, subject string) Stats {
