@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,44 +75,70 @@ func queueingOnly(t *testing.T) {
 // The VMs this runs on have slow periods: an idle process now and then
 // stalls for 5 to 30 ms (a Go program doing nothing but 10 ms sleeps saw 2
 // to 5 such stalls in 20 s, with time.Sleep and clock_nanosleep alike), and
-// loopback hops that take 0.5 ms take 4 to 8. A slow period that catches 2%
-// of a run's messages moves p99 by more than 10% of a 70 ms floor with no
-// queue anywhere. So the test separates the two: the queue itself (the p99
-// of a message's summed stage waits, which a stall outside the bottleneck
-// does not touch) must stay under 5% of the floor in every attempt, and the
-// p99 latency must be within 10% in one of up to three attempts; every
-// attempt's figures are logged.
+// loopback hops that take 0.5 ms take 4 to 8. At 95% load S2 has 2.1 ms of
+// slack a message, so one 7 ms stall of S2 (or of the hop into it) leaves a
+// short queue behind it that takes three or four messages to drain: a
+// disturbance, not queueing by the arrivals. So an attempt is judged on both
+// figures, the p99 latency within 10% of the floor and the queue itself
+// (the p99 of a message's summed stage waits) under 5% of the floor, and
+// the test passes when one of up to four attempts meets both. Every
+// attempt's figures are logged with the largest disturbance it saw (the
+// longest stage overrun and the slowest hop). A latency under the floor
+// fails at once: a stage finished early.
 func TestOpenLoopFixedNoQueue(t *testing.T) {
 	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.DefaultSpec()
 	bound := p3.Bound(spec, worker.Sync, 0)
 	floor := spec.Sum()
-	const attempts = 3
+	const attempts = 4
 	for _, load := range []float64{0.5, 0.95} {
 		t.Run(fmt.Sprintf("load=%.2f", load), func(t *testing.T) {
-			var p99s []time.Duration
+			var failures []string
 			for a := 1; a <= attempts; a++ {
 				res := openLoop(t, srv.URL, spec, load*bound, pipelines.Fixed, 0, 100)
 				p99 := res.LatencyAt(99)
 				queue := queueP99(res)
-				t.Logf("attempt %d at %.2f msgs/s: latency p50 %v p99 %v max %v (floor %v, p99/floor %.3f); summed stage waits p99 %v; publish delay p99 %v",
+				overrun, hop := disturbances(res)
+				t.Logf("attempt %d at %.2f msgs/s: latency p50 %v p99 %v max %v (floor %v, p99/floor %.3f); summed stage waits p99 %v; publish delay p99 %v; longest stage overrun %v, slowest hop %v",
 					a, load*bound, res.LatencyAt(50), p99, res.LatencyAt(100), floor, float64(p99)/float64(floor), queue,
-					time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond)
-				if queue > floor*5/100 {
-					t.Fatalf("a queue formed: p99 of summed stage waits %v, more than 5%% of the floor %v", queue, floor)
-				}
+					time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond, overrun, hop)
 				if p99 < floor {
 					t.Fatalf("p99 %v is under the latency floor %v: a stage finished early", p99, floor)
 				}
-				if p99 <= floor*110/100 {
+				var why []string
+				if queue > floor*5/100 {
+					why = append(why, fmt.Sprintf("a queue formed (summed stage waits p99 %v > 5%% of the floor)", queue))
+				}
+				if p99 > floor*110/100 {
+					why = append(why, fmt.Sprintf("p99 %v > 110%% of the floor", p99))
+				}
+				if len(why) == 0 {
 					return
 				}
-				p99s = append(p99s, p99)
+				failures = append(failures, fmt.Sprintf("attempt %d: %s", a, strings.Join(why, "; ")))
 			}
-			t.Errorf("p99 more than 10%% over the latency floor %v in all %d attempts: %v", floor, attempts, p99s)
+			t.Errorf("no attempt of %d met both criteria (floor %v):\n%s", attempts, floor, strings.Join(failures, "\n"))
 		})
 	}
+}
+
+// disturbances returns the largest overrun of a stage's work past its
+// duration and the slowest hop (previous stage's end, or the send, to
+// arrival) over a run's completed messages.
+func disturbances(res *pipelines.Result) (overrun, hop time.Duration) {
+	for _, rec := range res.Records {
+		if !rec.Completed() {
+			continue
+		}
+		prev := rec.Sent
+		for i, s := range rec.Stages {
+			overrun = max(overrun, time.Duration(s.Finished-s.Started)-res.Spec.Durations[i])
+			hop = max(hop, time.Duration(s.Arrived-prev))
+			prev = s.Finished
+		}
+	}
+	return overrun, hop
 }
 
 // queueP99 is the p99 over messages of the time each spent waiting at
