@@ -56,11 +56,12 @@ func benchmarking() bool {
 	return false
 }
 
-// Report reports res's metrics on b: msgs/s (steady state), p50-ms, p99-ms
-// and eff (throughput / bound, when the bound is known).
+// Report reports res's metrics on b: msgs/s (steady state), p50-ms,
+// p90-ms, p99-ms and eff (throughput / bound, when the bound is known).
 func Report(b *testing.B, res *pipelines.Result) {
 	b.ReportMetric(res.Throughput, "msgs/s")
 	b.ReportMetric(ms(res.LatencyAt(50)), "p50-ms")
+	b.ReportMetric(ms(res.LatencyAt(90)), "p90-ms")
 	b.ReportMetric(ms(res.LatencyAt(99)), "p99-ms")
 	if e := res.Efficiency(); !math.IsNaN(e) {
 		b.ReportMetric(e, "eff")
