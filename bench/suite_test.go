@@ -62,7 +62,7 @@ func variants(tb testing.TB) []variant {
 		},
 		{impl: "p4",
 			start: func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-				return p4.Start(ctx, p4.Options{URL: url, Subjects: subjects, Alloc: suiteAlloc(), Launcher: launcher}, spec, sink)
+				return p4.Start(ctx, p4.Options{Processes: worker.Processes{URL: url, Subjects: subjects, Launcher: launcher}, Alloc: suiteAlloc()}, spec, sink)
 			},
 			bound:  func(s pipelines.Spec) float64 { return p4.Bound(s, suiteAlloc(), worker.Sync, 0) },
 			window: func(s pipelines.Spec, b float64) int { return p4.Window(s, suiteAlloc(), worker.Sync, 0, b) },

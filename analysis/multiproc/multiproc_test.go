@@ -61,7 +61,7 @@ func run(t *testing.T, alloc p4.Alloc, n int) *analysis.Run {
 	if alloc == nil {
 		p, err = p3.Start(ctx, p3.Options{URL: srv.URL, Subjects: subjects, Launcher: launcher}, sp, r)
 	} else {
-		p, err = p4.Start(ctx, p4.Options{URL: srv.URL, Subjects: subjects, Alloc: alloc, Launcher: launcher}, sp, r)
+		p, err = p4.Start(ctx, p4.Options{Processes: worker.Processes{URL: srv.URL, Subjects: subjects, Launcher: launcher}, Alloc: alloc}, sp, r)
 	}
 	if err != nil {
 		t.Fatal(err)

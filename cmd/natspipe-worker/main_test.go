@@ -95,7 +95,7 @@ func TestCommand(t *testing.T) {
 	t.Run("p4 SIGTERM", func(t *testing.T) {
 		srv := natstest.Start(t)
 		spec := pipelines.Spec{Durations: []time.Duration{time.Millisecond, 4 * time.Millisecond, time.Millisecond, time.Millisecond}, Work: pipelines.Sleep}
-		p, err := p4.Start(context.Background(), p4.Options{URL: srv.URL, Subjects: bus.NewSubjects(), Alloc: p4.Alloc{1, 2, 1, 1}, Launcher: worker.Command(bin)}, spec, nil)
+		p, err := p4.Start(context.Background(), p4.Options{Alloc: p4.Alloc{1, 2, 1, 1}, Processes: worker.Processes{URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: worker.Command(bin)}}, spec, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,10 +156,11 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 		}
 		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
 			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+				procs := worker.Processes{URL: url, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
 				if o.variant == "p3" {
-					return p3.Start(ctx, p3.Options{URL: url, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}, spec, sink)
+					return p3.Start(ctx, procs, spec, sink)
 				}
-				return p4.Start(ctx, p4.Options{URL: url, Subjects: s, Alloc: alloc, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}, spec, sink)
+				return p4.Start(ctx, p4.Options{Processes: procs, Alloc: alloc}, spec, sink)
 			}}, nil
 	}
 	return plan{}, fmt.Errorf("-variant %q: want p0, p1, p2, p3 or p4", o.variant)

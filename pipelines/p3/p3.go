@@ -15,32 +15,14 @@ package p3
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
-	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
-// Options configure a P3 pipeline.
-type Options struct {
-	URL      string       // NATS server
-	Subjects bus.Subjects // the pipeline's subjects
-	// Mode is every worker's mode; "": sync.
-	Mode worker.Mode
-	// Concurrency is an async worker's messages in work at once; 0: worker.DefaultConcurrency.
-	Concurrency int
-	// Launcher starts worker processes (worker.Self in tests).
-	Launcher worker.Launcher
-	// ReadyTimeout bounds the start, StopTimeout each stage's stop; 0: defaults.
-	ReadyTimeout, StopTimeout time.Duration
-	// Env gives one worker extra environment (tests).
-	Env func(worker.WorkerID) []string
-	// Stderr receives a copy of every worker's stderr; nil keeps only tails.
-	Stderr io.Writer
-}
+// Options configure a P3 pipeline: its worker processes.
+type Options = worker.Processes
 
 // Pipeline is a running P3 pipeline: one worker process per stage.
 type Pipeline struct {
@@ -55,18 +37,10 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 		return nil, fmt.Errorf("p3: %w", err)
 	}
 	f, err := worker.StartFleet(ctx, worker.FleetConfig{
-		URL:          opts.URL,
-		Subjects:     opts.Subjects,
-		Spec:         spec,
-		Alloc:        ones(spec.Stages()),
-		Mode:         opts.Mode,
-		Concurrency:  opts.Concurrency,
-		Variant:      "p3",
-		Launcher:     opts.Launcher,
-		ReadyTimeout: opts.ReadyTimeout,
-		StopTimeout:  opts.StopTimeout,
-		Env:          opts.Env,
-		Stderr:       opts.Stderr,
+		Processes: opts,
+		Spec:      spec,
+		Alloc:     ones(spec.Stages()),
+		Variant:   "p3",
 	}, sink)
 	if err != nil {
 		return nil, err

@@ -21,13 +21,10 @@ package p4
 import (
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -149,24 +146,12 @@ func ModeFromEnv(getenv pipelines.Getenv, def worker.Mode) (worker.Mode, error) 
 	return def, nil
 }
 
-// Options configure a P4 pipeline.
+// Options configure a P4 pipeline: its worker processes and their
+// allocation to stages.
 type Options struct {
-	URL      string       // NATS server
-	Subjects bus.Subjects // the pipeline's subjects
+	worker.Processes
 	// Alloc is the workers per stage; nil: one each.
 	Alloc Alloc
-	// Mode is every worker's mode; "": sync.
-	Mode worker.Mode
-	// Concurrency is an async worker's messages in work at once; 0: worker.DefaultConcurrency.
-	Concurrency int
-	// Launcher starts worker processes (worker.Self in tests).
-	Launcher worker.Launcher
-	// ReadyTimeout bounds the start, StopTimeout each stage's stop; 0: defaults.
-	ReadyTimeout, StopTimeout time.Duration
-	// Env gives one worker extra environment (tests).
-	Env func(worker.WorkerID) []string
-	// Stderr receives a copy of every worker's stderr; nil keeps only tails.
-	Stderr io.Writer
 }
 
 // Pipeline is a running P4 pipeline: its fleet of worker processes.
@@ -178,10 +163,7 @@ type Pipeline struct {
 // once all are ready. Worker faults (a worker that dies) go to sink. Send
 // through a bus.Endpoint attached to opts.Subjects; Close the pipeline.
 func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipelines.Sink) (*Pipeline, error) {
-	return start(ctx, "p4", opts, spec, sink)
-}
-
-func start(ctx context.Context, variant string, opts Options, spec pipelines.Spec, sink pipelines.Sink) (*Pipeline, error) {
+	const variant = "p4"
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", variant, err)
 	}
@@ -192,18 +174,10 @@ func start(ctx context.Context, variant string, opts Options, spec pipelines.Spe
 		return nil, fmt.Errorf("%s: %w", variant, err)
 	}
 	f, err := worker.StartFleet(ctx, worker.FleetConfig{
-		URL:          opts.URL,
-		Subjects:     opts.Subjects,
-		Spec:         spec,
-		Alloc:        opts.Alloc,
-		Mode:         opts.Mode,
-		Concurrency:  opts.Concurrency,
-		Variant:      variant,
-		Launcher:     opts.Launcher,
-		ReadyTimeout: opts.ReadyTimeout,
-		StopTimeout:  opts.StopTimeout,
-		Env:          opts.Env,
-		Stderr:       opts.Stderr,
+		Processes: opts.Processes,
+		Spec:      spec,
+		Alloc:     opts.Alloc,
+		Variant:   variant,
 	}, sink)
 	if err != nil {
 		return nil, err

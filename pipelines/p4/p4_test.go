@@ -211,7 +211,7 @@ func TestExactlyOnce(t *testing.T) {
 		t.Run("mode="+string(mode), func(t *testing.T) {
 			benchkit.CheckLeaks(t)
 			spec := testSpec()
-			r := newRig(t, spec, Options{Alloc: alloc, Mode: mode}, pipelines.RunConfig{Timeout: time.Minute})
+			r := newRig(t, spec, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode}}, pipelines.RunConfig{Timeout: time.Minute})
 			before, err := r.pipe.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -442,12 +442,12 @@ func TestCrashingWorkerFailsRunFast(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	spec := testSpec()
 	const crasher = "p4-S2-w1"
-	opts := Options{Alloc: Alloc{1, 2, 1, 1}, Env: func(id worker.WorkerID) []string {
+	opts := Options{Alloc: Alloc{1, 2, 1, 1}, Processes: worker.Processes{Env: func(id worker.WorkerID) []string {
 		if id.Name == crasher {
 			return []string{worker.EnvCrash + "=20:3"}
 		}
 		return nil
-	}}
+	}}}
 	r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: 30 * time.Second, Timeout: time.Minute})
 	start := time.Now()
 	res, err := r.runner.Run(context.Background(), r.ep, 1000)
@@ -482,12 +482,15 @@ func TestWorkerFailingAtStartup(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = Start(context.Background(), Options{
-		URL: srv.URL, Subjects: bus.NewSubjects(), Alloc: Alloc{1, 2, 1, 1}, Launcher: launcher,
-		Env: func(id worker.WorkerID) []string {
-			if id.Name == "p4-S2-w2" {
-				return []string{worker.EnvCrash + "=nonsense"}
-			}
-			return nil
+		Alloc: Alloc{1, 2, 1, 1},
+		Processes: worker.Processes{
+			URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: launcher,
+			Env: func(id worker.WorkerID) []string {
+				if id.Name == "p4-S2-w2" {
+					return []string{worker.EnvCrash + "=nonsense"}
+				}
+				return nil
+			},
 		},
 	}, testSpec(), nil)
 	if err == nil {
@@ -542,7 +545,7 @@ func BenchmarkP4(b *testing.B) {
 				s := spec
 				s.Work = work
 				name := fmt.Sprintf("alloc=%s/mode=%s/work=%s", alloc, mode, work)
-				fleetbench.Run(b, srv.URL, name, benchConfig(s, Options{Alloc: alloc, Mode: mode, Concurrency: conc}))
+				fleetbench.Run(b, srv.URL, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc}}))
 			}
 		}
 	}

@@ -71,16 +71,25 @@ func WorkerName(variant string, stage, j int) string {
 
 // FleetConfig configures a fleet of worker processes.
 type FleetConfig struct {
-	URL      string
-	Subjects bus.Subjects
-	Spec     pipelines.Spec
+	Processes
+	Spec pipelines.Spec
 	// Alloc is the number of worker processes per stage; nil: one each.
 	Alloc []int
-	// Mode and Concurrency are every worker's (see Config).
-	Mode        Mode
-	Concurrency int
 	// Variant prefixes worker names, e.g. "p4".
-	Variant  string
+	Variant string
+}
+
+// Processes is what a fleet's worker processes share: the server they
+// connect to, their mode, how they are launched and how long the fleet
+// waits for them. P3's and P4's options are built on it.
+type Processes struct {
+	URL      string       // NATS server
+	Subjects bus.Subjects // the pipeline's subjects
+	// Mode is every worker's mode; "": sync.
+	Mode Mode
+	// Concurrency is an async worker's messages in work at once; 0: DefaultConcurrency.
+	Concurrency int
+	// Launcher starts worker processes (Self in tests).
 	Launcher Launcher
 	// ReadyTimeout bounds the start: every worker ready; 0: default.
 	ReadyTimeout time.Duration
@@ -88,7 +97,7 @@ type FleetConfig struct {
 	StopTimeout time.Duration
 	// Env, when set, gives extra environment for one worker (tests).
 	Env func(WorkerID) []string
-	// Stderr, when set, receives a copy of every worker's stderr.
+	// Stderr, when set, receives a copy of every worker's stderr; nil keeps only tails.
 	Stderr io.Writer
 }
 

@@ -491,9 +491,12 @@ func TestFleetReadyTimeoutNamesWorkers(t *testing.T) {
 	srv := natstest.Start(t)
 	start := time.Now()
 	_, err := StartFleet(context.Background(), FleetConfig{
-		URL: srv.URL, Subjects: bus.NewSubjects(), Spec: testSpec(), Variant: "hang", ReadyTimeout: time.Second,
-		// A "worker" that never announces itself.
-		Launcher: Launcher{Path: "/bin/sh", Args: []string{"-c", "echo 'warming up forever' >&2; exec sleep 30", "sh"}},
+		Spec: testSpec(), Variant: "hang",
+		Processes: Processes{
+			URL: srv.URL, Subjects: bus.NewSubjects(), ReadyTimeout: time.Second,
+			// A "worker" that never announces itself.
+			Launcher: Launcher{Path: "/bin/sh", Args: []string{"-c", "echo 'warming up forever' >&2; exec sleep 30", "sh"}},
+		},
 	}, nil)
 	if err == nil {
 		t.Fatal("fleet of silent workers became ready")
@@ -516,7 +519,8 @@ func TestFleetStatsAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, err := StartFleet(context.Background(), FleetConfig{
-		URL: srv.URL, Subjects: bus.NewSubjects(), Spec: testSpec(), Alloc: []int{1, 2, 1, 1}, Variant: "t", Launcher: self,
+		Processes: Processes{URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: self},
+		Spec:      testSpec(), Alloc: []int{1, 2, 1, 1}, Variant: "t",
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
