@@ -426,13 +426,16 @@ func (w *worker) serve(ctx context.Context, step pipelines.Step, next string, qu
 			_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
 			continue
 		}
+		// Counted before the publish, so that a stats request that follows
+		// the sink's receipt of this message finds it counted.
+		n := w.handled.Add(1)
 		if err := w.nc.Publish(next, out); err != nil {
+			w.handled.Add(^uint64(0)) // not handed on after all
 			if n := w.pubErrs.Add(1); n <= maxLogged {
 				w.logf("publish seq %d to %s: %v", env.Seq, next, err)
 			}
 			continue
 		}
-		n := w.handled.Add(1)
 		if w.cfg.OnHandled != nil {
 			w.cfg.OnHandled(n)
 		}
