@@ -29,8 +29,12 @@ type Server struct {
 // returns that server instead, after checking it answers.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s, err := New(os.Getenv("NATS_URL"))
+	url := os.Getenv("NATS_URL")
+	s, err := New(url)
 	if err != nil {
+		if url != "" {
+			tb.Fatalf("natstest: the server NATS_URL names: %v", err)
+		}
 		tb.Fatalf("natstest: %v", err)
 	}
 	tb.Cleanup(s.Close)
@@ -43,7 +47,7 @@ func New(url string) (*Server, error) {
 	if url != "" {
 		nc, err := nats.Connect(url, nats.Name("natstest-probe"), nats.Timeout(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("NATS_URL=%s: %w", url, err)
+			return nil, fmt.Errorf("connect to %s: %w", url, err)
 		}
 		defer nc.Close()
 		return &Server{URL: url, Version: nc.ConnectedServerVersion(), External: true}, nil
