@@ -27,6 +27,9 @@ const (
 	DefaultFleetReadyTimeout = 30 * time.Second
 	// DefaultStopTimeout bounds each stage's stop: drain and reply.
 	DefaultStopTimeout = 15 * time.Second
+	// exitReplyGrace is how long a request still waits for the reply of a
+	// worker it has seen exit.
+	exitReplyGrace = time.Second
 	// statsTimeout bounds a stats request's replies.
 	statsTimeout = 5 * time.Second
 	// stopGrace is how long workers get to exit after their stop replies,
@@ -420,12 +423,26 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 		return nil, nil, fmt.Errorf("request on %s: %w", subject, err)
 	}
 	deadline := time.Now().Add(timeout)
+	// A worker that exits right after replying (a stop) can be seen to
+	// exit before its reply is read: one that has exited is waited for
+	// a little longer, then given up on.
+	exited := map[string]time.Time{}
 	for {
 		missing := 0
+		now := time.Now()
 		for name := range want {
-			if _, ok := got[name]; !ok && f.procs[name].Exit() == nil {
-				missing++
+			if _, ok := got[name]; ok {
+				continue
 			}
+			if f.procs[name].Exit() != nil {
+				if _, seen := exited[name]; !seen {
+					exited[name] = now
+				}
+				if now.Sub(exited[name]) > exitReplyGrace {
+					continue
+				}
+			}
+			missing++
 		}
 		if missing == 0 || time.Now().After(deadline) {
 			break
