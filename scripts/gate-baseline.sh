@@ -8,7 +8,9 @@
 # The configuration is short and stable: the cross-variant suite on sleep work
 # with 5,20,5,5 ms stages, 60 messages a run, 6 runs. Only machine-independent
 # units are gated: eff (throughput over the theoretical bound, on sleep work),
-# allocs/op and B/op. Refresh the baseline on a quiet machine after a change
+# allocs/op and B/op. P2's eff is not: its 60 messages are all in flight at once
+# and pass in about 70 ms, so it measures the machine's CPU speed and stalls,
+# not the code (scripts/regress.sh gates it against the same machine). Refresh the baseline on a quiet machine after a change
 # that moves them on purpose, and commit it with the reason.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,4 +33,4 @@ if $refresh; then
 	echo "gate-baseline.sh: wrote $baseline" >&2
 	exit 0
 fi
-go run ./cmd/natspipe gate -config testdata/gate.conf -filter '.unit:(eff OR allocs/op OR B/op)' "$baseline" "$tmp/new.txt"
+go run ./cmd/natspipe gate -config testdata/gate.conf -filter '.unit:(allocs/op OR B/op) OR (.unit:eff AND -/impl:p2)' "$baseline" "$tmp/new.txt"
