@@ -81,18 +81,21 @@ func queueingOnly(t *testing.T) {
 // disturbance, not queueing by the arrivals. So an attempt is judged on both
 // figures, the p99 latency within 10% of the floor and the queue itself
 // (the p99 of a message's summed stage waits) under 5% of the floor, and
-// the test passes when one of up to six attempts meets both. Slow periods
-// last several seconds, so a failed attempt is followed by a pause. Every
-// attempt's figures are logged with the largest disturbance it saw (the
-// longest stage overrun and the slowest hop). A latency under the floor
-// fails at once: a stage finished early.
+// the test passes when one of up to eight attempts meets both. Slow periods
+// last several seconds, so a failed attempt is followed by a pause. In
+// three CI runs during a slow period 8 of 14 attempts failed, each with a
+// stage overrun or a hop of 9 to 29 ms; what the test is for, a queue built
+// by the pacing or a harness cost over 10% of the floor, fails every
+// attempt. Every attempt's figures are logged with the largest disturbance
+// it saw (the longest stage overrun and the slowest hop). A latency under
+// the floor fails at once: a stage finished early.
 func TestOpenLoopFixedNoQueue(t *testing.T) {
 	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.DefaultSpec()
 	bound := p3.Bound(spec, worker.Sync, 0)
 	floor := spec.Sum()
-	const attempts = 6
+	const attempts = 8
 	const pause = 3 * time.Second
 	for _, load := range []float64{0.5, 0.95} {
 		t.Run(fmt.Sprintf("load=%.2f", load), func(t *testing.T) {
