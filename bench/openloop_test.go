@@ -84,7 +84,7 @@ func queueingOnly(t *testing.T) {
 // the test passes when one of up to eight attempts meets both. Slow periods
 // last several seconds, so a failed attempt is followed by a pause. In
 // three CI runs during a slow period 8 of 14 attempts failed, each with a
-// stage overrun or a hop of 9 to 29 ms; what the test is for, a queue built
+// stage overrun or a hop of 8 to 29 ms; what the test is for, a queue built
 // by the pacing or a harness cost over 10% of the floor, fails every
 // attempt. Every attempt's figures are logged with the largest disturbance
 // it saw (the longest stage overrun and the slowest hop). A latency under
