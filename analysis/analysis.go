@@ -344,8 +344,8 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 		_ = r.hist.RecordValue(max(lat/1e3, 1))
 		var inStages int64
 		for j, s := range msg.Stages {
-			service[j] = append(service[j], s.Finished-s.Started)
-			wait[j] = append(wait[j], s.Started-s.Arrived)
+			service[j] = append(service[j], int64(s.Service()))
+			wait[j] = append(wait[j], int64(s.Wait()))
 			workers[j][s.Worker] = true
 			inStages += s.Finished - s.Arrived
 		}

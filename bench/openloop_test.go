@@ -180,8 +180,11 @@ type queueStats struct {
 	// the worker's hand-off from receiving a message to starting it, which
 	// queueing theory does not model.
 	dispatch time.Duration
-	rate     float64
-	rho      float64
+	// medianWork is the median time in stage work, which a stall does not
+	// move as it moves the mean.
+	medianWork time.Duration
+	rate       float64
+	rho        float64
 }
 
 func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
@@ -218,6 +221,12 @@ func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
 		q.handling = time.Duration(gap / float64(gaps))
 	}
 	q.service = q.work + q.handling
+	works := make([]int64, len(spans))
+	for i, s := range spans {
+		works[i] = s.finished - s.started
+	}
+	slices.Sort(works)
+	q.medianWork = time.Duration(works[len(works)/2])
 	arrivals := make([]int64, len(spans))
 	for i, s := range spans {
 		arrivals[i] = s.arrived
@@ -226,22 +235,6 @@ func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
 	q.rate = (n - 1) / time.Duration(arrivals[len(arrivals)-1]-arrivals[0]).Seconds()
 	q.rho = q.rate * q.service.Seconds()
 	return q
-}
-
-// medianWork is the median time messages spent in stage work at a stage.
-func medianWork(res *pipelines.Result, stage int) time.Duration {
-	var works []time.Duration
-	for _, rec := range res.Records {
-		if rec.Completed() {
-			s := rec.Stages[stage]
-			works = append(works, time.Duration(s.Finished-s.Started))
-		}
-	}
-	if len(works) == 0 {
-		return 0
-	}
-	slices.Sort(works)
-	return works[len(works)/2]
 }
 
 // md1Wait is the M/D/1 mean queue wait: rho / (2 mu (1 - rho)).
@@ -264,10 +257,9 @@ func TestOpenLoopMD1(t *testing.T) {
 	// The median work time, not the mean, so that a VM stall during the
 	// short calibration does not move the target; the test itself uses the
 	// means, as M/D/1 does.
-	calRes := openLoop(t, srv.URL, spec, 100, pipelines.Fixed, 0, 200)
-	cal := measureQueue(calRes, 0)
-	service := medianWork(calRes, 0) + cal.handling
-	t.Logf("calibration: median work %v + handling %v = service %v (mean work %v)", service-cal.handling, cal.handling, service, cal.work)
+	cal := measureQueue(openLoop(t, srv.URL, spec, 100, pipelines.Fixed, 0, 200), 0)
+	service := cal.medianWork + cal.handling
+	t.Logf("calibration: median work %v + handling %v = service %v (mean work %v)", cal.medianWork, cal.handling, service, cal.work)
 	for _, c := range []struct {
 		rho float64
 		n   int

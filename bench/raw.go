@@ -22,7 +22,6 @@ type RawChain struct {
 	nc   *nats.Conn
 	in   string
 	done chan struct{}
-	subs []*nats.Subscription
 }
 
 // NewRawChain subscribes a chain of hops on one connection to url: a message
@@ -39,12 +38,10 @@ func NewRawChain(url string, hops int) (*RawChain, error) {
 	c := &RawChain{nc: nc, in: subj.Stage(0), done: make(chan struct{}, 1)}
 	for i := 0; i < hops-1; i++ {
 		next := subj.Stage(i + 1)
-		sub, err := nc.Subscribe(subj.Stage(i), func(m *nats.Msg) { _ = nc.Publish(next, m.Data) })
-		if err != nil {
+		if _, err := nc.Subscribe(subj.Stage(i), func(m *nats.Msg) { _ = nc.Publish(next, m.Data) }); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("raw chain: subscribe hop %d: %w", i+1, err)
 		}
-		c.subs = append(c.subs, sub)
 	}
 	if _, err := nc.Subscribe(subj.Stage(hops-1), func(*nats.Msg) { c.done <- struct{}{} }); err != nil {
 		nc.Close()
@@ -136,7 +133,7 @@ func NewRawProcChain(url string, hops int, g *procs.Group, exe string, ready tim
 	subj := bus.NewSubjects()
 	c := &RawChain{nc: nc, in: subj.Stage(0), done: make(chan struct{}, 1)}
 	probed := make(chan struct{}, 1)
-	sub, err := nc.Subscribe(subj.Stage(hops-1), func(m *nats.Msg) {
+	_, err = nc.Subscribe(subj.Stage(hops-1), func(m *nats.Msg) {
 		if string(m.Data) == rawProbe {
 			select {
 			case probed <- struct{}{}:
@@ -150,7 +147,6 @@ func NewRawProcChain(url string, hops int, g *procs.Group, exe string, ready tim
 		nc.Close()
 		return nil, fmt.Errorf("raw process chain: subscribe end: %w", err)
 	}
-	c.subs = append(c.subs, sub)
 	for i := 0; i < hops-1; i++ {
 		_, err := g.Start(procs.Spec{
 			Name: fmt.Sprintf("raw-hop-%d", i+1), Path: exe, Lifeline: true,

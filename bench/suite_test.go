@@ -165,12 +165,12 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 	benchkit.Cleanup(b, "raw process chain", rawProcs)
 	payload := make([]byte, spec.PayloadSize)
-	hop := func(c *RawChain, n int) time.Duration {
+	hop := func(tb testing.TB, c *RawChain, n int) time.Duration {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		per, err := c.RoundTrips(ctx, n, payload)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		return per / overheadHops
 	}
@@ -180,7 +180,7 @@ func BenchmarkOverhead(b *testing.B) {
 	}{{"raw", raw}, {"raw-procs", rawProcs}} {
 		b.Run("impl="+r.impl, func(b *testing.B) {
 			b.ResetTimer()
-			per := hop(r.chain, b.N)
+			per := hop(b, r.chain, b.N)
 			b.StopTimer()
 			b.ReportMetric(float64(per), "ns/hop")
 			b.ReportMetric(1, "x-raw")
@@ -199,7 +199,7 @@ func BenchmarkOverhead(b *testing.B) {
 		})
 		b.Run("impl="+v.impl, func(b *testing.B) {
 			f := fx()
-			rawHop := hop(ref, 2000) // measured now, beside the variant, outside the timed section
+			rawHop := hop(b, ref, 2000) // measured now, beside the variant, outside the timed section
 			b.ResetTimer()
 			res, err := f.runner.Run(context.Background(), f.sender, b.N)
 			b.StopTimer()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Envelope format, version 1. All integers little-endian; times are stamps
@@ -85,11 +86,7 @@ func (e *Envelope) Append(b []byte) ([]byte, error) {
 	if len(e.Payload) > MaxPayload {
 		return b, fmt.Errorf("encode envelope: payload %d bytes, at most %d", len(e.Payload), MaxPayload)
 	}
-	if need := e.EncodedLen(); cap(b)-len(b) < need {
-		nb := make([]byte, len(b), len(b)+need)
-		copy(nb, b)
-		b = nb
-	}
+	b = slices.Grow(b, e.EncodedLen())
 	b = append(b, envelopeMagic[0], envelopeMagic[1], EnvelopeVersion, 0)
 	b = binary.LittleEndian.AppendUint64(b, e.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.Sent))
@@ -145,11 +142,7 @@ func (e *Envelope) Decode(data []byte) error {
 	if len(data) < p+idLen+1 {
 		return fmt.Errorf("%w: correlation ID needs %d bytes, %d left", ErrTruncated, idLen+1, len(data)-p)
 	}
-	// Reuse the ID string when the message is for the same ID (a stage
-	// re-decoding), else allocate it.
-	if e.ID != string(data[p:p+idLen]) {
-		e.ID = string(data[p : p+idLen])
-	}
+	e.ID = string(data[p : p+idLen])
 	p += idLen
 	n := int(data[p])
 	p++
@@ -198,15 +191,4 @@ func (e *Envelope) Decode(data []byte) error {
 	}
 	e.Payload = data[p : p+pl]
 	return nil
-}
-
-// Done reports whether the message has passed all stages of a pipeline of n stages.
-func (e *Envelope) Done(n int) bool { return len(e.Stages) == n }
-
-// Latency is the end-to-end latency: from Sent to the last stage's Finished.
-func (e *Envelope) Latency() int64 {
-	if len(e.Stages) == 0 {
-		return 0
-	}
-	return e.Stages[len(e.Stages)-1].Finished - e.Sent
 }

@@ -86,7 +86,7 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 		res.Window = r.cfg.Window
 	}
 	slices.Sort(st.recvMono)
-	if n := len(st.recvMono); n > 0 && len(st.lost) == 0 && st.accounted == st.n {
+	if n := len(st.recvMono); n > 0 && st.completed == st.n {
 		// The last completion, not the wait's end, closes the run.
 		res.Elapsed = max(st.recvMono[n-1], 0)
 	}

@@ -73,18 +73,15 @@ type Runner struct {
 
 	mu  sync.Mutex
 	run *runState // nil between runs
-	// strays counts completions that belong to no current run.
-	strays int
 }
 
 type runState struct {
-	n        int
-	ids      map[string]int
-	records  []Record
-	sentMono []time.Time
-	done     []bool
-	// accounted counts completed plus lost messages.
-	accounted  int
+	n int
+	// records[seq] holds the message's ID, seq and send time from its send
+	// on, and all of it once it completes.
+	records    []Record
+	sentMono   []time.Time
+	done       []bool
 	completed  int
 	lost       []uint64
 	late       int
@@ -139,16 +136,6 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 	return &Runner{cfg: cfg, payload: payload}, nil
 }
 
-// Config is the runner's configuration with defaults filled in.
-func (r *Runner) Config() RunConfig { return r.cfg }
-
-// Strays counts completions that arrived while no run was waiting for them.
-func (r *Runner) Strays() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.strays
-}
-
 // Run sends n messages through the pipeline via s and waits, within the
 // timeout, until every one has completed or been declared lost. The result
 // is returned even with an error, which says what went wrong: a fault, lost
@@ -170,7 +157,6 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 
 	st := &runState{
 		n:        n,
-		ids:      make(map[string]int, n),
 		records:  make([]Record, n),
 		sentMono: make([]time.Time, n),
 		done:     make([]bool, n),
@@ -186,11 +172,6 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	}
 	r.run = st
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.run = nil
-		r.mu.Unlock()
-	}()
 
 	lossDone := make(chan struct{})
 	lossCtx, stopLoss := context.WithCancel(ctx)
@@ -216,8 +197,10 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	end := time.Now()
 
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	// Nothing reaches st, whose records the result shares, after this.
+	r.run = nil
 	res := r.result(st, end)
+	r.mu.Unlock()
 	switch {
 	case st.fault != nil:
 		return res, fmt.Errorf("run %s: %w", r.cfg.Variant, st.fault)
@@ -244,7 +227,7 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 	}()
 	var offset time.Duration
 	for i := 0; i < st.n; i++ {
-		intended := time.Now()
+		var intended time.Time
 		if r.cfg.Rate > 0 {
 			if i > 0 {
 				mean := float64(time.Second) / r.cfg.Rate
@@ -270,14 +253,16 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 				return fmt.Errorf("source waiting for a window slot at message %d of %d: %w", i, st.n, ctx.Err())
 			}
 		}
-		id := nuid.Next()
+		env.ID, env.Seq = nuid.Next(), uint64(i)
 		now := time.Now()
+		if r.cfg.Rate == 0 {
+			intended = now // closed loop: meant to go as soon as a slot was free
+		}
+		env.Sent = Stamp(now)
 		r.mu.Lock()
-		st.ids[id] = i
 		st.sentMono[i] = now
-		st.records[i] = Record{Intended: Stamp(intended)}
+		st.records[i] = Record{Envelope: Envelope{ID: env.ID, Seq: env.Seq, Sent: env.Sent}, Intended: Stamp(intended)}
 		r.mu.Unlock()
-		env.ID, env.Seq, env.Sent = id, uint64(i), Stamp(now)
 		var err error
 		if buf, err = env.Append(buf[:0]); err != nil {
 			return fmt.Errorf("source: %w", err)
@@ -353,16 +338,18 @@ func (r *Runner) detectLoss(ctx context.Context, st *runState) {
 	}
 }
 
-// accountLocked counts one message as settled, completed or lost.
+// settled counts the messages completed or declared lost.
+func (st *runState) settled() int { return st.completed + len(st.lost) }
+
+// accountLocked follows one message settling, completed or lost.
 func (r *Runner) accountLocked(st *runState) {
-	st.accounted++
 	if r.cfg.Rate == 0 {
 		select {
 		case <-st.slots:
 		default:
 		}
 	}
-	if st.accounted == st.n {
+	if st.settled() == st.n {
 		close(st.allDone)
 	}
 }
@@ -375,19 +362,18 @@ func (r *Runner) Complete(msg []byte, recv time.Time) {
 	defer r.mu.Unlock()
 	st := r.run
 	if st == nil {
-		r.strays++
-		return
+		return // no run is waiting for it
 	}
 	if decodeErr != nil {
 		st.rejected++
 		r.noteReject(st, fmt.Sprintf("sink: decode: %v", decodeErr))
 		return
 	}
-	seq, ok := st.ids[env.ID]
-	if !ok || uint64(seq) != env.Seq {
+	if env.Seq >= uint64(st.n) || env.ID == "" || st.records[env.Seq].ID != env.ID {
 		st.strays++
 		return
 	}
+	seq := env.Seq
 	if st.done[seq] {
 		if st.records[seq].Received == 0 {
 			st.late++ // declared lost, then came back
@@ -437,8 +423,7 @@ func (r *Runner) Reject(stage string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.run == nil {
-		r.strays++
-		return
+		return // no run is waiting for it
 	}
 	r.run.rejected++
 	r.noteReject(r.run, fmt.Sprintf("%s: %v", stage, err))

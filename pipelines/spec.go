@@ -167,29 +167,34 @@ const (
 // supply their own environment.
 type Getenv func(string) string
 
+// get looks name up; a nil Getenv reads the process environment.
+func (g Getenv) get(name string) string {
+	if g == nil {
+		return os.Getenv(name)
+	}
+	return g(name)
+}
+
 // SpecFromEnv starts from base and applies NATSPIPE_DURATIONS, NATSPIPE_WORK
 // and NATSPIPE_PAYLOAD when set. A bad value is an error naming the variable.
 func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	s := base
 	s.Durations = append([]time.Duration(nil), base.Durations...)
-	if v := getenv(EnvDurations); v != "" {
+	if v := getenv.get(EnvDurations); v != "" {
 		ds, err := ParseDurations(v)
 		if err != nil {
 			return Spec{}, fmt.Errorf("%s=%q: %w", EnvDurations, v, err)
 		}
 		s.Durations = ds
 	}
-	if v := getenv(EnvWork); v != "" {
+	if v := getenv.get(EnvWork); v != "" {
 		w, err := ParseWorkModel(v)
 		if err != nil {
 			return Spec{}, fmt.Errorf("%s=%q: %w", EnvWork, v, err)
 		}
 		s.Work = w
 	}
-	if v := getenv(EnvPayload); v != "" {
+	if v := getenv.get(EnvPayload); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > MaxPayload {
 			return Spec{}, fmt.Errorf("%s=%q: want an integer in [0, %d]", EnvPayload, v, MaxPayload)
@@ -207,10 +212,7 @@ func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
 // SlowdownFromEnv reads NATSPIPE_SLOWDOWN for a pipeline of n stages: nil
 // when unset, an error naming the variable when bad.
 func SlowdownFromEnv(getenv Getenv, n int) ([]time.Duration, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	v := getenv(EnvSlowdown)
+	v := getenv.get(EnvSlowdown)
 	if v == "" {
 		return nil, nil
 	}
@@ -256,10 +258,7 @@ func ParseStage(name string, n int) (int, error) {
 
 // IntFromEnv reads a non-negative integer variable, def when unset.
 func IntFromEnv(getenv Getenv, name string, def int) (int, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	v := getenv(name)
+	v := getenv.get(name)
 	if v == "" {
 		return def, nil
 	}
@@ -272,10 +271,7 @@ func IntFromEnv(getenv Getenv, name string, def int) (int, error) {
 
 // DurationFromEnv reads a duration variable, def when unset.
 func DurationFromEnv(getenv Getenv, name string, def time.Duration) (time.Duration, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	v := getenv(name)
+	v := getenv.get(name)
 	if v == "" {
 		return def, nil
 	}

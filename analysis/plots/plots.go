@@ -313,8 +313,12 @@ func nominalX(p *plot.Plot, names []string) {
 // Throughput plots each run's steady-state throughput with its bound, runs in
 // order along the x axis: for an allocation sweep, one run per allocation.
 func Throughput(rep *analysis.Report) (*Chart, error) {
+	// An allocation sweep (several runs of one variant) is labelled by
+	// allocation and its points are joined by lines; other configurations
+	// stand alone.
+	sweep := sameVariant(rep)
 	title := "Throughput by configuration"
-	if sameVariant(rep) {
+	if sweep {
 		title = "Throughput against allocation"
 	}
 	ch := newChart("throughput", title,
@@ -329,7 +333,7 @@ func Throughput(rep *analysis.Report) (*Chart, error) {
 	var effAt plotter.XYs
 	for i, r := range rep.Runs {
 		labels[i] = r.Label
-		if sameVariant(rep) && len(r.Allocation) > 0 {
+		if sweep && len(r.Allocation) > 0 {
 			labels[i] = r.AllocationString()
 		}
 		measured = append(measured, plotter.XY{X: float64(i), Y: r.Throughput})
@@ -339,38 +343,21 @@ func Throughput(rep *analysis.Report) (*Chart, error) {
 			effAt = append(effAt, plotter.XY{X: float64(i), Y: r.Throughput})
 		}
 	}
-	if sameVariant(rep) {
+	if sweep {
 		p.X.Label.Text = "workers per stage (" + rep.Runs[0].Variant + ")"
 	}
-	ml, ms, err := plotter.NewLinePoints(measured)
-	if err != nil {
+	if err := ch.addPoints("measured", measured, sweep, pointStyle{
+		color: palette(0), glyph: draw.CircleGlyph{}, radius: vg.Points(4),
+	}); err != nil {
 		return nil, fmt.Errorf("plots: throughput: %w", err)
 	}
-	// Lines join the points of a sweep only; other configurations stand alone.
-	sweep := sameVariant(rep)
-	ml.Color, ml.Width = palette(0), vg.Points(2)
-	ms.Color, ms.Shape, ms.Radius = palette(0), draw.CircleGlyph{}, vg.Points(4)
-	if sweep {
-		p.Add(ml)
-		ch.addLegend("measured", ml, ms)
-	} else {
-		ch.addLegend("measured", ms)
-	}
-	p.Add(ms)
 	if len(bound) > 0 {
-		l, s, err := plotter.NewLinePoints(bound)
-		if err != nil {
+		if err := ch.addPoints("bound", bound, sweep, pointStyle{
+			color: palette(2), glyph: draw.BoxGlyph{}, radius: vg.Points(3),
+			dashes: []vg.Length{vg.Points(6), vg.Points(3)},
+		}); err != nil {
 			return nil, fmt.Errorf("plots: throughput bound: %w", err)
 		}
-		l.Color, l.Width, l.Dashes = palette(2), vg.Points(2), []vg.Length{vg.Points(6), vg.Points(3)}
-		s.Color, s.Shape, s.Radius = palette(2), draw.BoxGlyph{}, vg.Points(3)
-		if sweep {
-			p.Add(l)
-			ch.addLegend("bound", l, s)
-		} else {
-			ch.addLegend("bound", s)
-		}
-		p.Add(s)
 	}
 	if len(effAt) > 0 {
 		lb, err := plotter.NewLabels(plotter.XYLabels{XYs: effAt, Labels: effs})
@@ -394,6 +381,36 @@ func Throughput(rep *analysis.Report) (*Chart, error) {
 	}
 	p.Y.Max = top * 1.15
 	return ch, nil
+}
+
+// pointStyle is how addPoints draws a series.
+type pointStyle struct {
+	color  color.Color
+	glyph  draw.GlyphDrawer
+	radius vg.Length
+	dashes []vg.Length // of the joining line; nil for a solid line
+}
+
+// addPoints adds pts to the chart as glyphs and, when join is set, a line
+// 2 points wide through them, with a legend entry name.
+func (ch *Chart) addPoints(name string, pts plotter.XYs, join bool, st pointStyle) error {
+	l, s, err := plotter.NewLinePoints(pts)
+	if err != nil {
+		return err
+	}
+	l.Color, l.Width = st.color, vg.Points(2)
+	if st.dashes != nil {
+		l.Dashes = st.dashes
+	}
+	s.Color, s.Shape, s.Radius = st.color, st.glyph, st.radius
+	if join {
+		ch.Plot.Add(l)
+		ch.addLegend(name, l, s)
+	} else {
+		ch.addLegend(name, s)
+	}
+	ch.Plot.Add(s)
+	return nil
 }
 
 func sameVariant(rep *analysis.Report) bool {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
-	"image"
 	"image/color"
 	"image/png"
 	"io"
@@ -262,7 +261,6 @@ func TestTimelineNeedsMessages(t *testing.T) {
 	if _, err := Timeline(r, 10); err == nil {
 		t.Error("timeline of a run with no completed messages: no error")
 	}
-	var _ image.Image // keep image imported for decoders
 }
 
 // TestMixedVariants draws configurations that are not a sweep: points

@@ -54,9 +54,10 @@
 // a rule with "better=" (configuration file or command-line flag); the
 // "better=" unit metadata of the candidate or the baseline file (if both
 // declare it and they disagree, that is an error unless a rule settles the
-// unit); the built-in table (see KnownUnits: sec/op, B/op, allocs/op and
-// the latencies p50-ms, p90-ms, p99-ms are lower-is-better; msgs/s, eff and
-// B/s are higher-is-better); otherwise lower-is-better, with a warning. For
+// unit); the built-in table (see KnownUnits: sec/op, B/op, allocs/op, the
+// latencies p50-ms, p90-ms, p99-ms, startup-ms, imbalance, ns/hop and x-raw
+// are lower-is-better; msgs/s, eff and B/s are higher-is-better); otherwise
+// lower-is-better, with a warning. For
 // "assume=" the candidate's metadata overrides the baseline's.
 //
 // # Thresholds and the configuration file

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"golang.org/x/perf/benchfmt"
+	"golang.org/x/perf/benchunit"
 )
 
 func compare(t *testing.T, base, cand string, opts Options) *Report {
@@ -456,6 +457,53 @@ func TestWriteUnitMetadata(t *testing.T) {
 		if got := rd.Units().GetBetter(unit); got != int(d) {
 			t.Errorf("%s: read back better=%d, want %d", unit, got, d)
 		}
+	}
+}
+
+// TestWriteUnitMetadataAssume checks the lines benchmark binaries print
+// (benchkit.PrintUnits): every project unit, as reported, with assume=.
+func TestWriteUnitMetadataAssume(t *testing.T) {
+	var b strings.Builder
+	if err := WriteUnitMetadataAssume(&b, ProjectUnits(), "nothing"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"Unit eff better=higher assume=nothing",
+		"Unit imbalance better=lower assume=nothing",
+		"Unit msgs/s better=higher assume=nothing",
+		"Unit ns/hop better=lower assume=nothing",
+		"Unit p50-ms better=lower assume=nothing",
+		"Unit p90-ms better=lower assume=nothing",
+		"Unit p99-ms better=lower assume=nothing",
+		"Unit startup-ms better=lower assume=nothing",
+		"Unit x-raw better=lower assume=nothing",
+	}
+	if got := b.String(); got != strings.Join(want, "\n")+"\n" {
+		t.Errorf("output:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	// Round trip through benchfmt: the tidied units (ns/hop is sec/hop)
+	// read back with both keys, and KnownUnits agrees with every one.
+	rd := benchfmt.NewReader(strings.NewReader(b.String()+"BenchmarkX 1 1 ns/hop\n"), "units")
+	for rd.Scan() {
+		if se, ok := rd.Result().(*benchfmt.SyntaxError); ok {
+			t.Fatal(se)
+		}
+	}
+	known := KnownUnits()
+	for unit, d := range ProjectUnits() {
+		_, tidy := benchunit.Tidy(1, unit)
+		if got := rd.Units().GetBetter(tidy); got != int(d) {
+			t.Errorf("%s: read back better=%d, want %d", unit, got, d)
+		}
+		if md := rd.Units().Get(tidy, "assume"); md == nil || md.Value != "nothing" {
+			t.Errorf("%s: read back assume %v, want nothing", unit, md)
+		}
+		if known[tidy] != d {
+			t.Errorf("KnownUnits()[%q] = %v, want %v", tidy, known[tidy], d)
+		}
+	}
+	if err := WriteUnitMetadataAssume(&b, ProjectUnits(), "maybe"); err == nil {
+		t.Error("assume=maybe: no error")
 	}
 }
 

@@ -84,7 +84,7 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	if name == "analyze" {
 		fs.BoolVar(&jsonOut, "json", false, "print the analysis as JSON instead of tables")
 	}
-	paths, err := analyzeParseArgs(fs, args)
+	paths, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return analyzeExitOK
 	}
@@ -165,25 +165,6 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	return analyzeExitOK
-}
-
-// analyzeParseArgs parses flags that may come before, between or after the
-// trace arguments; everything after "--" is a trace.
-func analyzeParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var paths []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(paths, rest...), nil
-		}
-		if len(rest) == 0 {
-			return paths, nil
-		}
-		paths, args = append(paths, rest[0]), rest[1:]
-	}
 }
 
 // traceFiles expands directories into the trace files they hold: the .jsonl

@@ -67,7 +67,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&betters, "better", "direction of a unit, `unit=higher|lower` (repeatable)")
 	fs.Var(&rules, "rule", "a configuration-file `line`, e.g. 'bench=^BenchmarkP4/ unit=eff threshold=10%' (repeatable)")
 
-	files, err := gateParseArgs(fs, args)
+	files, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return gateExitPass
 	}
@@ -111,27 +111,20 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Rules = append(opts.Rules, r)
 	}
-	for _, s := range unitThresholds {
-		i := strings.LastIndex(s, "=")
-		if i <= 0 {
-			return fail(fmt.Errorf("-unit-threshold %q: want unit=threshold, e.g. msgs/s=3%%", s))
+	for _, f := range []struct {
+		flag, key, want string
+		values          []string
+	}{
+		{"-unit-threshold", "threshold", "want unit=threshold, e.g. msgs/s=3%", unitThresholds},
+		{"-better", "better", "want unit=higher or unit=lower", betters},
+	} {
+		for _, s := range f.values {
+			r, err := gateUnitRule(f.flag, f.key, f.want, s)
+			if err != nil {
+				return fail(err)
+			}
+			opts.Rules = append(opts.Rules, r)
 		}
-		r, err := gate.ParseRule("unit="+s[:i]+" threshold="+s[i+1:], "-unit-threshold "+s)
-		if err != nil {
-			return fail(fmt.Errorf("-unit-threshold %q: %w", s, err))
-		}
-		opts.Rules = append(opts.Rules, r)
-	}
-	for _, s := range betters {
-		i := strings.LastIndex(s, "=")
-		if i <= 0 {
-			return fail(fmt.Errorf("-better %q: want unit=higher or unit=lower", s))
-		}
-		r, err := gate.ParseRule("unit="+s[:i]+" better="+s[i+1:], "-better "+s)
-		if err != nil {
-			return fail(fmt.Errorf("-better %q: %w", s, err))
-		}
-		opts.Rules = append(opts.Rules, r)
 	}
 	for _, s := range rules {
 		r, err := gate.ParseRule(s, "-rule")
@@ -179,23 +172,17 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 	return gateExitPass
 }
 
-// gateParseArgs parses flags that may come before, between or after
-// the positional arguments, which it returns. Everything after "--" is
-// positional.
-func gateParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+// gateUnitRule parses s, the value "unit=value" of the command-line flag
+// flagName, as the rule "unit=<unit> <key>=<value>". want says what the
+// flag takes, for when s has no unit.
+func gateUnitRule(flagName, key, want, s string) (gate.Rule, error) {
+	i := strings.LastIndex(s, "=")
+	if i <= 0 {
+		return gate.Rule{}, fmt.Errorf("%s %q: %s", flagName, s, want)
 	}
+	r, err := gate.ParseRule("unit="+s[:i]+" "+key+"="+s[i+1:], flagName+" "+s)
+	if err != nil {
+		return gate.Rule{}, fmt.Errorf("%s %q: %w", flagName, s, err)
+	}
+	return r, nil
 }

@@ -241,12 +241,11 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		if name == "" {
 			name = p.name
 		}
-		t := trace.New(res)
-		t.Meta.NATSServer = trace.ServerVersion(sender)
-		if err := t.Save(o.traceDir, trace.SafeName(name)); err != nil {
+		path, err := trace.Write(o.traceDir, name, res, trace.ServerVersion(sender))
+		if err != nil {
 			return res, errors.Join(runErr, err)
 		}
-		fmt.Fprintf(stdout, "trace: %s.{jsonl,csv}\n", strings.TrimSuffix(o.traceDir, "/")+"/"+trace.SafeName(name))
+		fmt.Fprintf(stdout, "trace: %s.{jsonl,csv}\n", strings.TrimSuffix(path, ".jsonl"))
 	}
 	return res, runErr
 }

@@ -5,15 +5,16 @@ package benchkit
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/natspipe/natspipe/bench/gate"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/trace"
@@ -23,19 +24,9 @@ import (
 // metadata lines, for benchstat and the gate. Print them once per benchmark
 // binary (Main does).
 func PrintUnits(w io.Writer) {
-	for _, u := range []string{
-		"Unit msgs/s better=higher assume=nothing",
-		"Unit eff better=higher assume=nothing",
-		"Unit p50-ms better=lower assume=nothing",
-		"Unit p90-ms better=lower assume=nothing",
-		"Unit p99-ms better=lower assume=nothing",
-		"Unit startup-ms better=lower assume=nothing",
-		"Unit imbalance better=lower assume=nothing",
-		"Unit ns/hop better=lower assume=nothing",
-		"Unit x-raw better=lower assume=nothing",
-	} {
-		fmt.Fprintln(w, u)
-	}
+	// A write error is ignored: the lines only annotate the benchmark's
+	// output, and PrintUnits has never reported one.
+	_ = gate.WriteUnitMetadataAssume(w, gate.ProjectUnits(), "nothing")
 }
 
 // Main is a TestMain body: it prints the unit metadata when benchmarks run,
@@ -49,7 +40,7 @@ func Main(m *testing.M) int {
 
 func benchmarking() bool {
 	for _, a := range os.Args[1:] {
-		if len(a) > len("-test.bench=") && a[:len("-test.bench=")] == "-test.bench=" {
+		if strings.HasPrefix(a, "-test.bench=") && a != "-test.bench=" {
 			return true
 		}
 	}

@@ -18,10 +18,6 @@ import (
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
-// StartFunc starts a variant's fleet of workers for subjects on url,
-// reporting to sink.
-type StartFunc func(ctx context.Context, url string, subjects bus.Subjects, launcher worker.Launcher, spec pipelines.Spec, sink pipelines.Sink) (*worker.Fleet, error)
-
 // Config is one sub-benchmark's pipeline.
 type Config struct {
 	Variant string
@@ -29,7 +25,9 @@ type Config struct {
 	Alloc   []int   // workers per stage
 	Bound   float64 // theoretical msgs/s
 	Window  int     // default window; NATSPIPE_WINDOW overrides it
-	Start   StartFunc
+	// Processes configures the workers; the fixture sets their URL,
+	// subjects and launcher (this test binary).
+	Processes worker.Processes
 }
 
 // StartTimeout bounds starting a fleet.
@@ -60,7 +58,9 @@ func newFixture(b *testing.B, url string, cfg Config) (*fixture, error) {
 	subjects := bus.NewSubjects()
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	fleet, err := cfg.Start(ctx, url, subjects, launcher, cfg.Spec, runner)
+	p := cfg.Processes
+	p.URL, p.Subjects, p.Launcher = url, subjects, launcher
+	fleet, err := worker.StartFleet(ctx, worker.FleetConfig{Processes: p, Spec: cfg.Spec, Alloc: cfg.Alloc, Variant: cfg.Variant}, runner)
 	if err != nil {
 		return nil, err
 	}

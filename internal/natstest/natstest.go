@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+
+	"github.com/natspipe/natspipe/pipelines"
 )
 
 // Server is a NATS server for a test.
@@ -29,7 +31,7 @@ type Server struct {
 // returns that server instead, after checking it answers.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	url := os.Getenv("NATS_URL")
+	url := os.Getenv(pipelines.EnvNATSURL)
 	s, err := New(url)
 	if err != nil {
 		if url != "" {

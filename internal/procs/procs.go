@@ -26,7 +26,7 @@ import (
 	"time"
 )
 
-// DefaultTail is how many bytes of a child's stderr are kept by default.
+// DefaultTail is how many bytes of a child's stderr are kept.
 const DefaultTail = 4 << 10
 
 // KillWait bounds how long Kill and Close wait for a killed child to be
@@ -46,10 +46,6 @@ type Spec struct {
 	Args []string
 	// Env is the child's whole environment; nil inherits os.Environ().
 	Env []string
-	// Dir is the working directory; "" is the parent's.
-	Dir string
-	// TailBytes is how much of stderr to keep; 0: DefaultTail.
-	TailBytes int
 	// Stderr, when set, also receives everything the child writes to stderr.
 	Stderr io.Writer
 	// Stdout receives the child's stdout; nil discards it.
@@ -130,14 +126,8 @@ type Proc struct {
 	exit     *Exit
 }
 
-// Name is the child's name.
-func (p *Proc) Name() string { return p.spec.Name }
-
 // PID is the child's process id, which is also its process group id.
 func (p *Proc) PID() int { return p.cmd.Process.Pid }
-
-// Done is closed when the child has exited and been reaped.
-func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Exit is how the child ended, nil while it runs.
 func (p *Proc) Exit() *Exit {
@@ -221,7 +211,7 @@ func (p *Proc) watch() {
 	p.exit = e
 	p.mu.Unlock()
 	close(p.done)
-	p.group.exited(p, e)
+	p.group.exited(e)
 }
 
 // Group starts and owns child processes.
@@ -284,16 +274,12 @@ func (g *Group) Start(spec Spec) (*Proc, error) {
 	if spec.Path == "" {
 		return nil, fmt.Errorf("start %s: no executable", spec.Name)
 	}
-	if spec.TailBytes <= 0 {
-		spec.TailBytes = DefaultTail
-	}
 	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	tail := newTailBuffer(spec.TailBytes)
+	tail := newTailBuffer(DefaultTail)
 	if spec.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(tail, spec.Stderr)
 	} else {
@@ -330,7 +316,7 @@ func (g *Group) Start(spec Spec) (*Proc, error) {
 	return p, nil
 }
 
-func (g *Group) exited(p *Proc, e *Exit) {
+func (g *Group) exited(e *Exit) {
 	if !e.Expected && g.onUnexpected != nil {
 		g.onUnexpected(e)
 	}
@@ -359,14 +345,21 @@ func (g *Group) Close() error {
 		_ = p.Signal(syscall.SIGKILL)
 		_ = p.stdin.Close()
 	}
-	deadline := time.NewTimer(KillWait)
-	defer deadline.Stop()
+	// The deadline's Done channel stays closed once it has passed, so every
+	// later wait returns at once; each process is then checked without
+	// blocking, and one already reaped is never reported as stuck.
+	deadline, cancel := context.WithTimeout(context.Background(), KillWait)
+	defer cancel()
 	var stuck []string
 	for _, p := range procs {
 		select {
 		case <-p.done:
-		case <-deadline.C:
-			deadline.Reset(0)
+			continue
+		case <-deadline.Done():
+		}
+		select {
+		case <-p.done:
+		default:
 			stuck = append(stuck, fmt.Sprintf("%s (pid %d)", p.spec.Name, p.PID()))
 		}
 	}
@@ -380,7 +373,7 @@ func (g *Group) Close() error {
 		for GroupExists(p.PID()) {
 			_ = signalGroup(p.PID(), syscall.SIGKILL)
 			select {
-			case <-deadline.C:
+			case <-deadline.Done():
 				return fmt.Errorf("close: process group %d of %s not empty %v after SIGKILL", p.PID(), p.spec.Name, KillWait)
 			case <-time.After(5 * time.Millisecond):
 			}

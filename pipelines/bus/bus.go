@@ -117,18 +117,35 @@ func (s *Source) Send(ctx context.Context, msg []byte) error {
 // SubscribeSink subscribes sink to subjects.Done() on nc and waits until the
 // server has registered the interest.
 func SubscribeSink(nc *nats.Conn, subjects Subjects, sink pipelines.Sink) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(subjects.Done(), func(m *nats.Msg) {
+	sub, err := Subscribe(nc, subjects.Done(), "", func(m *nats.Msg) {
 		sink.Complete(m.Data, time.Now())
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sink: subscribe %s: %w", subjects.Done(), err)
-	}
-	if err := Unlimit(sub); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sink: %w", err)
 	}
 	if err := nc.FlushTimeout(ConnectTimeout); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("sink: flush subscription %s: %w", subjects.Done(), err)
+	}
+	return sub, nil
+}
+
+// Subscribe subscribes h to subject on nc, in queue group queue unless it is
+// empty, with the client-side pending limits lifted (see Unlimit).
+func Subscribe(nc *nats.Conn, subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
+	var sub *nats.Subscription
+	var err error
+	if queue == "" {
+		sub, err = nc.Subscribe(subject, h)
+	} else {
+		sub, err = nc.QueueSubscribe(subject, queue, h)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	if err := Unlimit(sub); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
 	}
 	return sub, nil
 }
@@ -177,8 +194,7 @@ func Drain(nc *nats.Conn) error {
 // own, a Source into the first stage and the sink's subscription on Done.
 type Endpoint struct {
 	*Source
-	nc  *nats.Conn
-	sub *nats.Subscription
+	nc *nats.Conn
 }
 
 // Attach connects the harness to url and subscribes sink to the pipeline's
@@ -188,12 +204,11 @@ func Attach(url string, subjects Subjects, sink pipelines.Sink) (*Endpoint, erro
 	if err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	sub, err := SubscribeSink(nc, subjects, sink)
-	if err != nil {
+	if _, err := SubscribeSink(nc, subjects, sink); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	return &Endpoint{Source: NewSource(nc, subjects), nc: nc, sub: sub}, nil
+	return &Endpoint{Source: NewSource(nc, subjects), nc: nc}, nil
 }
 
 // Conn is the harness's connection, for tests that publish on their own.

@@ -64,20 +64,17 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	p := &Pipeline{nc: nc, queue: make(chan task, opts.Queue), cancel: cancel, done: make(chan struct{})}
 	for i := range spec.Stages() {
 		name := pipelines.StageName(i)
-		sub, err := nc.Subscribe(opts.Subjects.Stage(i), func(m *nats.Msg) {
+		_, err := bus.Subscribe(nc, opts.Subjects.Stage(i), "", func(m *nats.Msg) {
 			select {
 			case p.queue <- task{stage: i, data: m.Data, arrived: time.Now()}:
 			default:
 				sink.Fault(fmt.Errorf("p1: stage %s: executor queue full (%d messages)", name, cap(p.queue)))
 			}
 		})
-		if err == nil {
-			err = bus.Unlimit(sub)
-		}
 		if err != nil {
 			cancel()
 			nc.Close()
-			return nil, fmt.Errorf("p1: stage %s: subscribe: %w", name, err)
+			return nil, fmt.Errorf("p1: stage %s: %w", name, err)
 		}
 	}
 	if err := nc.FlushTimeout(bus.ConnectTimeout); err != nil {
@@ -86,12 +83,16 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 		return nil, fmt.Errorf("p1: flush subscriptions: %w", err)
 	}
 	steps := pipelines.StepsFor(spec, func(i int) string { return "p1-" + pipelines.StageName(i) })
-	go p.execute(ctx, steps, opts.Subjects, sink)
+	nexts := make([]string, len(steps)) // nexts[i]: where stage i's results go
+	for i := range nexts {
+		nexts[i] = opts.Subjects.Next(i, len(steps))
+	}
+	go p.execute(ctx, steps, nexts, sink)
 	return p, nil
 }
 
 // execute is the one executor: all stage work of the process runs here.
-func (p *Pipeline) execute(ctx context.Context, steps []pipelines.Step, subjects bus.Subjects, sink pipelines.Sink) {
+func (p *Pipeline) execute(ctx context.Context, steps []pipelines.Step, nexts []string, sink pipelines.Sink) {
 	defer close(p.done)
 	var env pipelines.Envelope
 	var out []byte
@@ -112,7 +113,7 @@ func (p *Pipeline) execute(ctx context.Context, steps []pipelines.Step, subjects
 			sink.Reject(pipelines.StageName(t.stage), err)
 			continue
 		}
-		next := subjects.Next(t.stage, len(steps))
+		next := nexts[t.stage]
 		if err := p.nc.Publish(next, out); err != nil {
 			sink.Fault(fmt.Errorf("p1: stage %s: publish to %s: %w", pipelines.StageName(t.stage), next, err))
 		}

@@ -56,18 +56,15 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	n := spec.Stages()
 	for i, step := range pipelines.StepsFor(spec, func(i int) string { return "p2-" + pipelines.StageName(i) }) {
 		next := opts.Subjects.Next(i, n)
-		sub, err := nc.Subscribe(opts.Subjects.Stage(i), func(m *nats.Msg) {
+		_, err := bus.Subscribe(nc, opts.Subjects.Stage(i), "", func(m *nats.Msg) {
 			arrived := time.Now()
 			p.work.Add(1)
 			go p.handle(ctx, step, next, m.Data, arrived, sink)
 		})
-		if err == nil {
-			err = bus.Unlimit(sub)
-		}
 		if err != nil {
 			cancel()
 			nc.Close()
-			return nil, fmt.Errorf("p2: stage %s: subscribe: %w", pipelines.StageName(i), err)
+			return nil, fmt.Errorf("p2: stage %s: %w", pipelines.StageName(i), err)
 		}
 	}
 	if err := nc.FlushTimeout(bus.ConnectTimeout); err != nil {

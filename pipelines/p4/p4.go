@@ -21,6 +21,7 @@ package p4
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,11 +34,6 @@ const (
 	// EnvAlloc is the allocation of a default run, e.g. "1-4-1-1"; set for
 	// benchmarks, it replaces their sweep of allocations.
 	EnvAlloc = "NATSPIPE_ALLOC"
-	// EnvMode is the worker mode of a default run, "sync" or "async"; set
-	// for benchmarks, it replaces their sweep of modes.
-	EnvMode = "NATSPIPE_MODE"
-	// EnvConcurrency is an async worker's messages in stage work at once.
-	EnvConcurrency = "NATSPIPE_CONCURRENCY"
 )
 
 // MaxWorkers bounds the worker processes of one pipeline.
@@ -51,13 +47,7 @@ type Alloc []int
 func DefaultAlloc() Alloc { return Alloc{1, 4, 1, 1} }
 
 // Ones is the allocation of one worker per stage (P3's) for n stages.
-func Ones(n int) Alloc {
-	a := make(Alloc, n)
-	for i := range a {
-		a[i] = 1
-	}
-	return a
-}
+func Ones(n int) Alloc { return slices.Repeat(Alloc{1}, n) }
 
 // ParseAlloc reads an allocation written as in benchmark names, "1-4-1-1"
 // (commas are accepted too: "1,4,1,1").
@@ -130,18 +120,6 @@ func AllocFromEnv(getenv pipelines.Getenv, def Alloc) (Alloc, error) {
 			return nil, fmt.Errorf("%s=%q: %w", EnvAlloc, v, err)
 		}
 		return a, nil
-	}
-	return def, nil
-}
-
-// ModeFromEnv reads NATSPIPE_MODE, def when unset.
-func ModeFromEnv(getenv pipelines.Getenv, def worker.Mode) (worker.Mode, error) {
-	if v := getenv(EnvMode); v != "" {
-		m, err := worker.ParseMode(v)
-		if err != nil {
-			return "", fmt.Errorf("%s=%q: %w", EnvMode, v, err)
-		}
-		return m, nil
 	}
 	return def, nil
 }

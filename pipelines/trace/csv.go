@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/natspipe/natspipe/pipelines"
 )
 
 // CSVColumns returns the CSV trace's columns, in order. There is one row per
@@ -96,8 +98,8 @@ func (t *Trace) WriteCSV(w io.Writer) error {
 			row[colArrived] = i64(s.Arrived)
 			row[colStarted] = i64(s.Started)
 			row[colFinished] = i64(s.Finished)
-			row[colWait] = i64(s.Started - s.Arrived)
-			row[colService] = i64(s.Finished - s.Started)
+			row[colWait] = i64(int64(s.Wait()))
+			row[colService] = i64(int64(s.Service()))
 			if err := cw.Write(row); err != nil {
 				return err
 			}
@@ -212,8 +214,8 @@ func ReadCSV(r io.Reader, name string) (*Trace, error) {
 			return nil, bad("column seq: %q is not an integer", rec[colSeq])
 		}
 		if t.Meta.Stages == 0 {
-			if row[colStages] < 1 || row[colStages] > 64 {
-				return nil, bad("column stages: %d out of range 1..64", row[colStages])
+			if row[colStages] < 1 || row[colStages] > pipelines.MaxStages {
+				return nil, bad("column stages: %d out of range 1..%d", row[colStages], pipelines.MaxStages)
 			}
 			t.Meta.Variant, t.Meta.Stages = rec[colVariant], int(row[colStages])
 			t.Meta.Durations = make([]time.Duration, t.Meta.Stages)
@@ -260,7 +262,7 @@ func ReadCSV(r io.Reader, name string) (*Trace, error) {
 		if st.Stage > t.Meta.Stages {
 			return nil, bad("seq %d: stage %d of a %d-stage pipeline", seq, st.Stage, t.Meta.Stages)
 		}
-		if row[colWait] != st.Started-st.Arrived || row[colService] != st.Finished-st.Started {
+		if time.Duration(row[colWait]) != st.Wait() || time.Duration(row[colService]) != st.Service() {
 			return nil, bad("seq %d: stage %d: wait_ns/service_ns disagree with the times", seq, st.Stage)
 		}
 		def := time.Duration(row[colDefined])

@@ -236,11 +236,22 @@ func WriteEnv(getenv pipelines.Getenv, name string, res *pipelines.Result, s pip
 	if dir == "" {
 		return "", nil
 	}
+	path, err := Write(dir, name, res, ServerVersion(s))
+	if err != nil {
+		return "", fmt.Errorf("%s=%s: %w", EnvTrace, dir, err)
+	}
+	return path, nil
+}
+
+// Write writes res's trace, recording serverVersion as the NATS server's
+// version ("" when unknown), into dir as SafeName(name).jsonl and .csv,
+// creating dir, and returns the JSONL file's path.
+func Write(dir, name string, res *pipelines.Result, serverVersion string) (string, error) {
 	t := New(res)
-	t.Meta.NATSServer = ServerVersion(s)
+	t.Meta.NATSServer = serverVersion
 	name = SafeName(name)
 	if err := t.Save(dir, name); err != nil {
-		return "", fmt.Errorf("%s=%s: %w", EnvTrace, dir, err)
+		return "", err
 	}
 	return filepath.Join(dir, name+".jsonl"), nil
 }

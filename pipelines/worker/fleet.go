@@ -27,9 +27,6 @@ const (
 	DefaultFleetReadyTimeout = 30 * time.Second
 	// DefaultStopTimeout bounds each stage's stop: drain and reply.
 	DefaultStopTimeout = 15 * time.Second
-	// exitReplyGrace is how long a request still waits for the reply of a
-	// worker it has seen exit.
-	exitReplyGrace = time.Second
 	// statsTimeout bounds a stats request's replies.
 	statsTimeout = 5 * time.Second
 	// stopGrace is how long workers get to exit after their stop replies,
@@ -205,16 +202,12 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		}
 	})
 	if err == nil && sink != nil {
-		var rs *nats.Subscription
-		rs, err = nc.Subscribe(RejectSubject(cfg.Subjects), func(m *nats.Msg) {
+		_, err = bus.Subscribe(nc, RejectSubject(cfg.Subjects), "", func(m *nats.Msg) {
 			var r Reject
 			if json.Unmarshal(m.Data, &r) == nil {
 				sink.Reject(r.Stage, fmt.Errorf("worker %s: %s", r.Worker, r.Error))
 			}
 		})
-		if err == nil {
-			err = bus.Unlimit(rs)
-		}
 	}
 	if err == nil {
 		err = nc.FlushTimeout(bus.ConnectTimeout)
@@ -422,27 +415,56 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 	if err := f.nc.PublishRequest(subject, inbox, nil); err != nil {
 		return nil, nil, fmt.Errorf("request on %s: %w", subject, err)
 	}
+	take := func(m *nats.Msg) error {
+		var s Stats
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			return fmt.Errorf("reply on %s: %w", subject, err)
+		}
+		if want[s.Name] {
+			got[s.Name] = s
+		}
+		return nil
+	}
 	deadline := time.Now().Add(timeout)
-	// A worker that exits right after replying (a stop) can be seen to
-	// exit before its reply is read: one that has exited is waited for
-	// a little longer, then given up on.
-	exited := map[string]time.Time{}
+	// A worker that replies and then exits (a stop) can be seen gone before
+	// its reply is read. The reply reached the server before the worker
+	// exited, so one round trip with the server (a flush) after the exit
+	// was seen brings it into sub's queue; what is not there then never
+	// comes.
+	flushed := map[string]bool{}
 	for {
 		missing := 0
-		now := time.Now()
+		var exited []string
 		for name := range want {
 			if _, ok := got[name]; ok {
 				continue
 			}
 			if f.procs[name].Exit() != nil {
-				if _, seen := exited[name]; !seen {
-					exited[name] = now
+				if !flushed[name] {
+					exited = append(exited, name)
 				}
-				if now.Sub(exited[name]) > exitReplyGrace {
-					continue
-				}
+				continue
 			}
 			missing++
+		}
+		if len(exited) > 0 {
+			_ = f.nc.FlushTimeout(max(time.Until(deadline), 100*time.Millisecond))
+			for _, name := range exited {
+				flushed[name] = true
+			}
+			for {
+				if n, _, err := sub.Pending(); err != nil || n == 0 {
+					break
+				}
+				m, err := sub.NextMsg(100 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				if err := take(m); err != nil {
+					return got, nil, err
+				}
+			}
+			continue
 		}
 		if missing == 0 || time.Now().After(deadline) {
 			break
@@ -457,12 +479,8 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 		if err != nil {
 			return got, nil, fmt.Errorf("replies on %s: %w", subject, err)
 		}
-		var s Stats
-		if err := json.Unmarshal(m.Data, &s); err != nil {
-			return got, nil, fmt.Errorf("reply on %s: %w", subject, err)
-		}
-		if want[s.Name] {
-			got[s.Name] = s
+		if err := take(m); err != nil {
+			return got, nil, err
 		}
 	}
 	var none []string

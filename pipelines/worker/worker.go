@@ -144,9 +144,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("concurrency %d: sync mode works on one message at a time (use -mode async)", c.Concurrency)
 		}
 	case Async:
-		if c.Concurrency < 0 {
-			return fmt.Errorf("concurrency %d < 0", c.Concurrency)
-		}
+		// Any concurrency but a negative one, checked below.
 	default:
 		_, err := ParseMode(string(c.Mode))
 		return err
@@ -276,23 +274,16 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}
 	w.nc = nc
 	defer nc.Close()
-	var closing atomic.Bool
-	nc.SetClosedHandler(func(*nats.Conn) {
-		if !closing.Load() {
-			close(w.closed)
-		}
-	})
+	// The client calls the closed handler at most once per connection.
+	nc.SetClosedHandler(func(*nats.Conn) { close(w.closed) })
 	nc.SetReconnectHandler(func(*nats.Conn) { w.logf("reconnected to %s", nc.ConnectedUrlRedacted()) })
 
 	subjects := cfg.Subjects
 	stage := pipelines.StageName(cfg.Stage)
 	queue := make(chan task, queueCap)
-	sub, err := nc.QueueSubscribe(subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), func(m *nats.Msg) {
+	sub, err := bus.Subscribe(nc, subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), func(m *nats.Msg) {
 		queue <- task{data: m.Data, arrived: time.Now()}
 	})
-	if err == nil {
-		err = bus.Unlimit(sub)
-	}
 	if err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to %s in queue group %s: %w", cfg.Name, subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), err)
 	}
@@ -355,15 +346,15 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 
 	// Drain: stop receiving, finish every message held, publish the results.
 	drainErr := w.drain(sub, queue, &work, cancelWork)
-	final := w.stats(drainErr == nil)
 	if err := nc.FlushTimeout(cfg.DrainTimeout); err != nil && drainErr == nil {
 		drainErr = fmt.Errorf("worker %s: flush results: %w", cfg.Name, err)
 	}
+	// Stopped only once the results are known to have reached the server.
+	final := w.stats(drainErr == nil)
 	if reply != "" {
 		w.reply(reply, final)
 		_ = nc.FlushTimeout(bus.ConnectTimeout)
 	}
-	closing.Store(true)
 	w.logf("stopped: handled %d, rejected %d, publish errors %d", final.Handled, final.Rejected, final.PublishErrors)
 	return final, drainErr
 }
