@@ -165,28 +165,43 @@ func Unlimit(sub *nats.Subscription) error {
 const CloseTimeout = 10 * time.Second
 
 // Drain drains nc, letting in-progress handlers finish, and waits until it is
-// closed, at most CloseTimeout; then it closes it hard.
+// closed, at most CloseTimeout; then it closes it hard. A connection that is
+// not connected (reconnecting, or lost while draining) has nothing it can
+// drain: it is closed at once, and that is not an error, since the loss of
+// the connection was already reported to its Faulter.
 func Drain(nc *nats.Conn) error {
 	if nc == nil || nc.IsClosed() {
 		return nil
 	}
-	if !nc.IsConnected() {
-		// Reconnecting or never connected: nothing can be drained.
-		nc.Close()
-		return nil
-	}
 	closed := make(chan struct{})
 	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	// The status can change between any check and Drain (reconnects are on),
+	// so Drain's own answer decides, not a look beforehand.
 	if err := nc.Drain(); err != nil {
 		nc.Close()
+		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
 		return fmt.Errorf("drain %s: %w", nc.Opts.Name, err)
 	}
-	select {
-	case <-closed:
-		return nil
-	case <-time.After(CloseTimeout):
-		nc.Close()
-		return fmt.Errorf("drain %s: not closed after %v", nc.Opts.Name, CloseTimeout)
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	deadline := time.NewTimer(CloseTimeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-closed:
+			return nil
+		case <-poll.C:
+			if st := nc.Status(); st == nats.RECONNECTING || st == nats.DISCONNECTED {
+				// Lost mid-drain: nothing more can be flushed.
+				nc.Close()
+				return nil
+			}
+		case <-deadline.C:
+			nc.Close()
+			return fmt.Errorf("drain %s: not closed after %v", nc.Opts.Name, CloseTimeout)
+		}
 	}
 }
 
