@@ -322,10 +322,11 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}
 
 	hello, _ := json.Marshal(w.stats(false))
-	if err := nc.Publish(ReadySubject(subjects), hello); err == nil {
-		err = nc.FlushTimeout(cfg.ReadyTimeout)
+	announceErr := nc.Publish(ReadySubject(subjects), hello)
+	if announceErr == nil {
+		announceErr = nc.FlushTimeout(cfg.ReadyTimeout)
 	}
-	if err != nil {
+	if err := announceErr; err != nil {
 		cancelWork()
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
@@ -353,7 +354,10 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	final := w.stats(drainErr == nil)
 	if reply != "" {
 		w.reply(reply, final)
-		_ = nc.FlushTimeout(bus.ConnectTimeout)
+		if err := nc.FlushTimeout(bus.ConnectTimeout); err != nil {
+			// The harness then names this worker as one that did not reply.
+			w.logf("stop reply not flushed: %v", err)
+		}
 	}
 	w.logf("stopped: handled %d, rejected %d, publish errors %d", final.Handled, final.Rejected, final.PublishErrors)
 	return final, drainErr

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# lint.sh: the static checks CI runs: gofmt, go vet, go mod tidy (no diff)
+# and staticcheck at a pinned version (built into .bin/ from the Go module
+# proxy when missing). Exit 1 on any finding.
+#
+# usage: scripts/lint.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
+
+echo "lint.sh: gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then echo "not gofmt'ed:"; echo "$unformatted"; exit 1; fi
+
+echo "lint.sh: go vet"
+go vet ./...
+
+echo "lint.sh: go mod tidy -diff"
+if ! GOFLAGS= go mod tidy -diff; then
+	echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result" >&2
+	exit 1
+fi
+
+bin="$root/.bin/staticcheck-$STATICCHECK_VERSION"
+if [ ! -x "$bin" ]; then
+	mkdir -p "$root/.bin"
+	echo "lint.sh: building staticcheck $STATICCHECK_VERSION"
+	GOFLAGS= GOBIN="$root/.bin/tmp-$$" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+	mv "$root/.bin/tmp-$$/staticcheck" "$bin"
+	rmdir "$root/.bin/tmp-$$"
+fi
+echo "lint.sh: staticcheck $STATICCHECK_VERSION"
+"$bin" ./...
+echo "lint.sh: clean"
