@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
@@ -55,17 +55,9 @@ func openLoop(t *testing.T, url string, spec pipelines.Spec, rate float64, arriv
 	return res
 }
 
-// EnvQueueing switches on the queueing tests: they hold measured latency
-// and queue waits against theory, which holds only on a machine that is not
-// busy with other work (CPU contention stretches service times and bunches
-// arrivals). CI runs them in a step of their own, one package at a time.
-const EnvQueueing = "NATSPIPE_QUEUEING"
-
 func queueingOnly(t *testing.T) {
 	t.Helper()
-	if os.Getenv(EnvQueueing) != "1" {
-		t.Skipf("queueing test: set %s=1 and run it on a quiet machine: %s=1 go test -p 1 -run OpenLoop -v ./bench/", EnvQueueing, EnvQueueing)
-	}
+	benchkit.QuietOnly(t, "go test -p 1 -run OpenLoop -v ./bench/")
 }
 
 // Deterministic arrivals into deterministic service form no queue: at 50%
