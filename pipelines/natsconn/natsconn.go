@@ -325,8 +325,9 @@ func (c Config) Options() ([]nats.Option, error) {
 }
 
 // Connect connects to c's server as name, bounded by ConnectTimeout, with
-// no retry, and with opts added after c's own. Its error names the server
-// masked and has every secret of c scrubbed, whatever nats.go put in it.
+// no retry, and with opts added after c's own. Its error describes c
+// (String: secrets masked) and has every secret of c scrubbed, whatever
+// nats.go put in it.
 func (c Config) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	own, err := c.Options()
 	if err != nil {
@@ -339,7 +340,7 @@ func (c Config) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	}, own...)
 	nc, err := nats.Connect(c.ServerURL(), append(all, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s to %s: %w", name, Mask(c.ServerURL()), c.RedactError(err))
+		return nil, fmt.Errorf("connect %s to %s: %w", name, c, c.RedactError(err))
 	}
 	return nc, nil
 }
