@@ -127,7 +127,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, urlUsage string) {
 	if urlUsage == "" {
 		urlUsage = "NATS server URL or comma-separated list (default $NATS_URL)"
 	}
-	fs.Var(urlValue{&c.URL}, "url", urlUsage+"; prefer NATS_URL for a URL with a password: flags are visible in ps")
+	fs.Var(urlValue{&c.URL}, "url", urlUsage+"; prefer NATS_URL for a `URL` with a password: flags are visible in ps")
 	fs.StringVar(&c.Creds, "creds", c.Creds, "NATS credentials file (default $NATS_CREDS)")
 	fs.StringVar(&c.NKey, "nkey", c.NKey, "NATS nkey seed file (default $NATS_NKEY)")
 	fs.StringVar(&c.CA, "tlsca", c.CA, "TLS CA certificates file (default $NATS_CA)")
