@@ -34,7 +34,7 @@ func runP1(t *testing.T, n int) (*pipelines.Result, *trace.Trace) {
 		t.Fatal(err)
 	}
 	subjects := bus.NewSubjects()
-	p, err := p1.Start(context.Background(), p1.Options{URL: srv.URL, Subjects: subjects}, spec, r)
+	p, err := p1.Start(context.Background(), p1.Options{NATS: srv.Conn, Subjects: subjects}, spec, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func runP1(t *testing.T, n int) (*pipelines.Result, *trace.Trace) {
 			t.Errorf("close p1: %v", err)
 		}
 	})
-	ep, err := bus.Attach(srv.URL, subjects, r)
+	ep, err := bus.Attach(srv.Conn, subjects, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestRealOpenLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	subjects := bus.NewSubjects()
-	p, err := p2.Start(context.Background(), p2.Options{URL: srv.URL, Subjects: subjects}, spec, r)
+	p, err := p2.Start(context.Background(), p2.Options{NATS: srv.Conn, Subjects: subjects}, spec, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestRealOpenLoop(t *testing.T) {
 			t.Errorf("close p2: %v", err)
 		}
 	})
-	ep, err := bus.Attach(srv.URL, subjects, r)
+	ep, err := bus.Attach(srv.Conn, subjects, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p3"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
@@ -36,9 +37,9 @@ const warmup = 10
 
 // openLoop runs n messages through P3 at rate msgs/s with the given
 // arrivals, after warmup messages that are not measured.
-func openLoop(t *testing.T, url string, spec pipelines.Spec, rate float64, arrivals pipelines.Arrivals, seed uint64, n int) *pipelines.Result {
+func openLoop(t *testing.T, conn natsconn.Config, spec pipelines.Spec, rate float64, arrivals pipelines.Arrivals, seed uint64, n int) *pipelines.Result {
 	t.Helper()
-	fx := varianttest.Start(t, url, startP3(t), pipelines.RunConfig{
+	fx := varianttest.Start(t, conn, startP3(t), pipelines.RunConfig{
 		Spec: spec, Variant: "p3", Bound: p3.Bound(spec, worker.Sync, 0),
 		Rate: rate, Arrivals: arrivals, Seed: seed,
 	})
@@ -93,7 +94,7 @@ func TestOpenLoopFixedNoQueue(t *testing.T) {
 		t.Run(fmt.Sprintf("load=%.2f", load), func(t *testing.T) {
 			var failures []string
 			for a := 1; a <= attempts; a++ {
-				res := openLoop(t, srv.URL, spec, load*bound, pipelines.Fixed, 0, 100)
+				res := openLoop(t, srv.Conn, spec, load*bound, pipelines.Fixed, 0, 100)
 				p99 := res.LatencyAt(99)
 				queue := queueP99(res)
 				overrun, hop := disturbances(res)
@@ -249,7 +250,7 @@ func TestOpenLoopMD1(t *testing.T) {
 	// The median work time, not the mean, so that a VM stall during the
 	// short calibration does not move the target; the test itself uses the
 	// means, as M/D/1 does.
-	cal := measureQueue(openLoop(t, srv.URL, spec, 100, pipelines.Fixed, 0, 200), 0)
+	cal := measureQueue(openLoop(t, srv.Conn, spec, 100, pipelines.Fixed, 0, 200), 0)
 	service := cal.medianWork + cal.handling
 	t.Logf("calibration: median work %v + handling %v = service %v (mean work %v)", cal.medianWork, cal.handling, service, cal.work)
 	for _, c := range []struct {
@@ -258,7 +259,7 @@ func TestOpenLoopMD1(t *testing.T) {
 	}{{0.5, 6000}, {0.8, 20000}} {
 		t.Run(fmt.Sprintf("rho=%.1f", c.rho), func(t *testing.T) {
 			rate := c.rho / service.Seconds()
-			res := openLoop(t, srv.URL, spec, rate, pipelines.Poisson, uint64(c.n), c.n)
+			res := openLoop(t, srv.Conn, spec, rate, pipelines.Poisson, uint64(c.n), c.n)
 			q := measureQueue(res, 0)
 			want := md1Wait(q)
 			ratio := float64(q.wait) / float64(want)
@@ -280,7 +281,7 @@ func TestOpenLoopS2Wait(t *testing.T) {
 	queueingOnly(t)
 	srv := natstest.Start(t)
 	spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 16}
-	res := openLoop(t, srv.URL, spec, 0.8*p3.Bound(spec, worker.Sync, 0), pipelines.Poisson, 7, 1500)
+	res := openLoop(t, srv.Conn, spec, 0.8*p3.Bound(spec, worker.Sync, 0), pipelines.Poisson, 7, 1500)
 	var waits [4]queueStats
 	for i := range waits {
 		waits[i] = measureQueue(res, i)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // RawChain is the floor natspipe's per-hop cost is held against: a chain of
@@ -24,13 +25,14 @@ type RawChain struct {
 	done chan struct{}
 }
 
-// NewRawChain subscribes a chain of hops on one connection to url: a message
+// NewRawChain subscribes a chain of hops on one connection to the server
+// conn names: a message
 // published to the chain passes hops-1 subscribers and then reaches the end.
-func NewRawChain(url string, hops int) (*RawChain, error) {
+func NewRawChain(conn natsconn.Config, hops int) (*RawChain, error) {
 	if hops < 1 {
 		return nil, fmt.Errorf("raw chain: %d hops, want at least 1", hops)
 	}
-	nc, err := bus.Connect(url, "natspipe-raw", nil)
+	nc, err := bus.Connect(conn, "natspipe-raw", nil)
 	if err != nil {
 		return nil, fmt.Errorf("raw chain: %w", err)
 	}
@@ -76,7 +78,8 @@ func (c *RawChain) RoundTrips(ctx context.Context, n int, msg []byte) (time.Dura
 func (c *RawChain) Close() error { return bus.Drain(c.nc) }
 
 // EnvRawHop makes a binary that calls RawHopMain run as one hop of a raw
-// cross-process chain: its value is "URL IN OUT".
+// cross-process chain: its value is "IN OUT"; the hop connects with the
+// NATS_* settings of its environment (natsconn.Load).
 const EnvRawHop = "NATSPIPE_RAW_HOP"
 
 // RawHopMain, when EnvRawHop is set, runs this process as one raw hop
@@ -90,17 +93,22 @@ func RawHopMain() {
 	}
 	procs.ExitWithParent()
 	f := strings.Fields(v)
-	if len(f) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want \"URL IN OUT\"\n", EnvRawHop, v)
+	if len(f) != 2 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want \"IN OUT\"\n", EnvRawHop, v)
 		os.Exit(2)
 	}
-	nc, err := bus.Connect(f[0], "natspipe-raw-hop", nil)
+	conn, err := natsconn.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	nc, err := bus.Connect(conn, "natspipe-raw-hop", nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	out := f[2]
-	if _, err := nc.Subscribe(f[1], func(m *nats.Msg) { _ = nc.Publish(out, m.Data) }); err != nil {
+	out := f[1]
+	if _, err := nc.Subscribe(f[0], func(m *nats.Msg) { _ = nc.Publish(out, m.Data) }); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -122,11 +130,11 @@ const rawProbe = "natspipe-raw-probe"
 // its own (exe, run with EnvRawHop, started in g), as P3 and P4 have: the
 // floor their per-hop cost is held against. It returns once a probe has
 // passed the whole chain, within ready.
-func NewRawProcChain(url string, hops int, g *procs.Group, exe string, ready time.Duration) (*RawChain, error) {
+func NewRawProcChain(conn natsconn.Config, hops int, g *procs.Group, exe string, ready time.Duration) (*RawChain, error) {
 	if hops < 1 {
 		return nil, fmt.Errorf("raw process chain: %d hops, want at least 1", hops)
 	}
-	nc, err := bus.Connect(url, "natspipe-raw", nil)
+	nc, err := bus.Connect(conn, "natspipe-raw", nil)
 	if err != nil {
 		return nil, fmt.Errorf("raw process chain: %w", err)
 	}
@@ -150,7 +158,7 @@ func NewRawProcChain(url string, hops int, g *procs.Group, exe string, ready tim
 	for i := 0; i < hops-1; i++ {
 		_, err := g.Start(procs.Spec{
 			Name: fmt.Sprintf("raw-hop-%d", i+1), Path: exe, Lifeline: true,
-			Env: append(os.Environ(), fmt.Sprintf("%s=%s %s %s", EnvRawHop, url, subj.Stage(i), subj.Stage(i+1))),
+			Env: append(append(os.Environ(), conn.Environ()...), fmt.Sprintf("%s=%s %s", EnvRawHop, subj.Stage(i), subj.Stage(i+1))),
 		})
 		if err != nil {
 			nc.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p0"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
@@ -54,15 +55,15 @@ func variants(tb testing.TB) []variant {
 		{impl: "p1", start: startP1, bound: p1.Bound},
 		{impl: "p2", start: startP2(suiteInflight), bound: func(s pipelines.Spec) float64 { return p2.Bound(s, suiteInflight) }},
 		{impl: "p3",
-			start: func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-				return p3.Start(ctx, p3.Options{URL: url, Subjects: subjects, Launcher: launcher}, spec, sink)
+			start: func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+				return p3.Start(ctx, p3.Options{NATS: conn, Subjects: subjects, Launcher: launcher}, spec, sink)
 			},
 			bound:  func(s pipelines.Spec) float64 { return p3.Bound(s, worker.Sync, 0) },
 			window: func(s pipelines.Spec, b float64) int { return p3.Window(s, worker.Sync, 0, b) },
 		},
 		{impl: "p4",
-			start: func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-				return p4.Start(ctx, p4.Options{Processes: worker.Processes{URL: url, Subjects: subjects, Launcher: launcher}, Alloc: suiteAlloc()}, spec, sink)
+			start: func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+				return p4.Start(ctx, p4.Options{Processes: worker.Processes{NATS: conn, Subjects: subjects, Launcher: launcher}, Alloc: suiteAlloc()}, spec, sink)
 			},
 			bound:  func(s pipelines.Spec) float64 { return p4.Bound(s, suiteAlloc(), worker.Sync, 0) },
 			window: func(s pipelines.Spec, b float64) int { return p4.Window(s, suiteAlloc(), worker.Sync, 0, b) },
@@ -70,13 +71,13 @@ func variants(tb testing.TB) []variant {
 	}
 }
 
-func startP1(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{URL: url, Subjects: subjects}, spec, sink)
+func startP1(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
 }
 
 func startP2(inflight int) varianttest.StartFunc {
-	return func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-		return p2.Start(ctx, p2.Options{URL: url, Subjects: subjects, Inflight: inflight}, spec, sink)
+	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+		return p2.Start(ctx, p2.Options{NATS: conn, Subjects: subjects, Inflight: inflight}, spec, sink)
 	}
 }
 
@@ -86,9 +87,9 @@ type fixture struct {
 	sender pipelines.Sender
 }
 
-// setup starts v on url for cfg (its Variant, Spec, Bound filled here);
+// setup starts v on the server conn names, for cfg (its Variant, Spec, Bound filled here);
 // everything stops in tb's Cleanup.
-func setup(tb testing.TB, url string, v variant, cfg pipelines.RunConfig) fixture {
+func setup(tb testing.TB, conn natsconn.Config, v variant, cfg pipelines.RunConfig) fixture {
 	tb.Helper()
 	cfg.Variant = v.impl
 	if cfg.Bound == 0 {
@@ -108,7 +109,7 @@ func setup(tb testing.TB, url string, v variant, cfg pipelines.RunConfig) fixtur
 		}
 		return fixture{runner: r, sender: p}
 	}
-	fx := varianttest.Start(tb, url, v.start, cfg)
+	fx := varianttest.Start(tb, conn, v.start, cfg)
 	return fixture{runner: fx.Runner, sender: fx.Endpoint}
 }
 
@@ -122,7 +123,7 @@ func BenchmarkSuite(b *testing.B) {
 			spec := base
 			spec.Work = work
 			fx := benchkit.Once(func() fixture {
-				return setup(b, srv.URL, v, pipelines.RunConfig{Spec: spec,
+				return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec,
 					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)})
 			})
 			b.Run("work="+string(work)+"/impl="+v.impl, func(b *testing.B) {
@@ -154,12 +155,12 @@ func BenchmarkOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw, err := NewRawChain(srv.URL, overheadHops)
+	raw, err := NewRawChain(srv.Conn, overheadHops)
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchkit.Cleanup(b, "raw chain", raw)
-	rawProcs, err := NewRawProcChain(srv.URL, overheadHops, procs.ForTest(b, nil), exe, 30*time.Second)
+	rawProcs, err := NewRawProcChain(srv.Conn, overheadHops, procs.ForTest(b, nil), exe, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,7 +196,7 @@ func BenchmarkOverhead(b *testing.B) {
 			ref = rawProcs
 		}
 		fx := benchkit.Once(func() fixture {
-			return setup(b, srv.URL, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
+			return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
 		})
 		b.Run("impl="+v.impl, func(b *testing.B) {
 			f := fx()

@@ -61,9 +61,9 @@ func run(t *testing.T, alloc p4.Alloc, n int) *analysis.Run {
 	defer cancel()
 	var p interface{ Close() error }
 	if alloc == nil {
-		p, err = p3.Start(ctx, p3.Options{URL: srv.URL, Subjects: subjects, Launcher: launcher}, sp, r)
+		p, err = p3.Start(ctx, p3.Options{NATS: srv.Conn, Subjects: subjects, Launcher: launcher}, sp, r)
 	} else {
-		p, err = p4.Start(ctx, p4.Options{Processes: worker.Processes{URL: srv.URL, Subjects: subjects, Launcher: launcher}, Alloc: alloc}, sp, r)
+		p, err = p4.Start(ctx, p4.Options{Processes: worker.Processes{NATS: srv.Conn, Subjects: subjects, Launcher: launcher}, Alloc: alloc}, sp, r)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func run(t *testing.T, alloc p4.Alloc, n int) *analysis.Run {
 			t.Errorf("close %s: %v", variant, err)
 		}
 	})
-	ep, err := bus.Attach(srv.URL, subjects, r)
+	ep, err := bus.Attach(srv.Conn, subjects, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p0"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
@@ -27,7 +28,7 @@ import (
 // runOptions are the flags of natspipe run.
 type runOptions struct {
 	variant     string
-	url         string
+	nats        natsconn.Config
 	durations   string
 	work        string
 	payload     int
@@ -58,7 +59,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fs.StringVar(&o.variant, "variant", "p4", "variant to run: p0, p1, p2, p3 or p4")
-	fs.StringVar(&o.url, "url", os.Getenv(pipelines.EnvNATSURL), "NATS server (default $NATS_URL, else an embedded server)")
+	o.nats = natsconn.FromEnv(nil)
+	o.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server)")
 	fs.StringVar(&o.durations, "durations", pipelines.DurationsString(base.Durations), "stage times, comma-separated")
 	fs.StringVar(&o.work, "work", string(base.Work), "work model: sleep or cpu")
 	fs.IntVar(&o.payload, "payload", base.PayloadSize, "payload bytes per message")
@@ -86,6 +88,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	if o.nats, err = o.nats.Resolve(nil); err != nil {
+		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+		return 2
+	}
 	res, err := execute(context.Background(), o, stdout)
 	if res != nil {
 		printResult(stdout, res)
@@ -102,7 +108,7 @@ type plan struct {
 	name   string // for the trace file
 	bound  float64
 	window int
-	start  func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error)
+	start  func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error)
 }
 
 func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
@@ -124,16 +130,16 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	case "p0":
 		return plan{name: "p0", bound: p0.Bound(spec)}, nil
 	case "p1":
-		return plan{name: "p1", bound: p1.Bound(spec), start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-			return p1.Start(ctx, p1.Options{URL: url, Subjects: s}, spec, sink)
+		return plan{name: "p1", bound: p1.Bound(spec), start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+			return p1.Start(ctx, p1.Options{NATS: conn, Subjects: s}, spec, sink)
 		}}, nil
 	case "p2":
 		if o.inflight < 1 {
 			return plan{}, fmt.Errorf("-inflight %d: want at least 1", o.inflight)
 		}
 		return plan{name: fmt.Sprintf("p2-inflight=%d", o.inflight), bound: p2.Bound(spec, o.inflight), window: o.inflight,
-			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-				return p2.Start(ctx, p2.Options{URL: url, Subjects: s, Inflight: o.inflight}, spec, sink)
+			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+				return p2.Start(ctx, p2.Options{NATS: conn, Subjects: s, Inflight: o.inflight}, spec, sink)
 			}}, nil
 	case "p3", "p4":
 		alloc := p4.Ones(spec.Stages())
@@ -155,8 +161,8 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 			name = fmt.Sprintf("p3-mode=%s", mode)
 		}
 		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
-			start: func(ctx context.Context, url string, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-				procs := worker.Processes{URL: url, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
+			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
+				procs := worker.Processes{NATS: conn, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
 				if o.variant == "p3" {
 					return p3.Start(ctx, procs, spec, sink)
 				}
@@ -216,19 +222,19 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		}
 		sender = pp
 	} else {
-		srv, err := natstest.New(o.url)
+		srv, err := natstest.New(o.nats)
 		if err != nil {
 			return nil, fmt.Errorf("nats server: %w", err)
 		}
 		defer srv.Close()
 		subjects := bus.NewSubjects()
-		fmt.Fprintf(stdout, "nats %s at %s, subjects %s.*\n", srv.Version, srv.URL, subjects.Prefix)
-		pl, err := p.start(ctx, srv.URL, subjects, spec, r)
+		fmt.Fprintf(stdout, "nats %s at %s, subjects %s.*\n", srv.Version, srv.Conn, subjects.Prefix)
+		pl, err := p.start(ctx, srv.Conn, subjects, spec, r)
 		if err != nil {
 			return nil, err
 		}
 		defer pl.Close()
-		ep, err := bus.Attach(srv.URL, subjects, r)
+		ep, err := bus.Attach(srv.Conn, subjects, r)
 		if err != nil {
 			return nil, err
 		}

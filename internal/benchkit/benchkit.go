@@ -17,6 +17,7 @@ import (
 	"github.com/natspipe/natspipe/bench/gate"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/trace"
 )
 
@@ -140,11 +141,11 @@ func CheckLeaks(t *testing.T) {
 // Exit runs Main and exits with its code: TestMain's whole body.
 func Exit(m *testing.M) { os.Exit(Main(m)) }
 
-// Attach connects the harness to url for subjects, with r as the sink, and
+// Attach connects the harness to the server conn names for subjects, with r as the sink, and
 // closes it in tb's Cleanup.
-func Attach(tb testing.TB, url string, subjects bus.Subjects, r *pipelines.Runner) *bus.Endpoint {
+func Attach(tb testing.TB, conn natsconn.Config, subjects bus.Subjects, r *pipelines.Runner) *bus.Endpoint {
 	tb.Helper()
-	ep, err := bus.Attach(url, subjects, r)
+	ep, err := bus.Attach(conn, subjects, r)
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}

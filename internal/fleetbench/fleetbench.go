@@ -15,6 +15,7 @@ import (
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -25,7 +26,7 @@ type Config struct {
 	Alloc   []int   // workers per stage
 	Bound   float64 // theoretical msgs/s
 	Window  int     // default window; NATSPIPE_WINDOW overrides it
-	// Processes configures the workers; the fixture sets their URL,
+	// Processes configures the workers; the fixture sets their connection,
 	// subjects and launcher (this test binary).
 	Processes worker.Processes
 }
@@ -40,7 +41,7 @@ type fixture struct {
 	ep     *bus.Endpoint
 }
 
-func newFixture(b *testing.B, url string, cfg Config) (*fixture, error) {
+func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error) {
 	launcher, err := worker.Self()
 	if err != nil {
 		return nil, err
@@ -59,12 +60,12 @@ func newFixture(b *testing.B, url string, cfg Config) (*fixture, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
 	p := cfg.Processes
-	p.URL, p.Subjects, p.Launcher = url, subjects, launcher
+	p.NATS, p.Subjects, p.Launcher = conn, subjects, launcher
 	fleet, err := worker.StartFleet(ctx, worker.FleetConfig{Processes: p, Spec: cfg.Spec, Alloc: cfg.Alloc, Variant: cfg.Variant}, runner)
 	if err != nil {
 		return nil, err
 	}
-	ep, err := bus.Attach(url, subjects, runner)
+	ep, err := bus.Attach(conn, subjects, runner)
 	if err != nil {
 		_ = fleet.Close()
 		return nil, err
@@ -85,7 +86,7 @@ func (fx *fixture) close() error {
 // (startup-ms), each worker's share of its stage's messages for stages with
 // several workers (s2-w1-share, ...) and the worst relative deviation from an
 // even share (imbalance).
-func Run(b *testing.B, url, name string, cfg Config) {
+func Run(b *testing.B, conn natsconn.Config, name string, cfg Config) {
 	var fx *fixture
 	var setupErr error
 	defer func() {
@@ -97,7 +98,7 @@ func Run(b *testing.B, url, name string, cfg Config) {
 	}()
 	b.Run(name, func(b *testing.B) {
 		if fx == nil && setupErr == nil {
-			fx, setupErr = newFixture(b, url, cfg)
+			fx, setupErr = newFixture(b, conn, cfg)
 		}
 		if setupErr != nil {
 			b.Fatal(setupErr)

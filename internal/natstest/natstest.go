@@ -1,6 +1,7 @@
 // Package natstest gives tests and benchmarks a NATS server, in the manner
 // of net/http/httptest: an embedded nats-server on a random loopback port,
-// shut down in Cleanup, or the server named by NATS_URL when that is set.
+// shut down in Cleanup, or the server named by NATS_URL (or NATS_CONTEXT),
+// with the credentials and TLS files the NATS_* variables give, when set.
 package natstest
 
 import (
@@ -11,30 +12,37 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
-	"github.com/nats-io/nats.go"
 
-	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // Server is a NATS server for a test.
 type Server struct {
-	// URL is where clients connect.
+	// URL is where clients connect. It may hold a password: print Conn
+	// (or natsconn.Mask(URL)), never URL itself.
 	URL string
+	// Conn is how to connect: URL with the credentials and TLS settings of
+	// an external server; connect with Conn, not URL.
+	Conn natsconn.Config
 	// Version is the server's version as it reports it.
 	Version string
-	// External is true when the server came from NATS_URL.
+	// External is true when the server came from NATS_URL or NATS_CONTEXT.
 	External bool
 	srv      *server.Server
 }
 
-// Start returns a server for tb, shut down when tb ends. With NATS_URL set it
-// returns that server instead, after checking it answers.
+// Start returns a server for tb, shut down when tb ends. With NATS_URL or
+// NATS_CONTEXT set it returns that server instead, connecting with the
+// NATS_* settings (see natsconn), after checking it answers.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	url := os.Getenv(pipelines.EnvNATSURL)
-	s, err := New(url)
+	conn, err := natsconn.Load(os.Getenv)
 	if err != nil {
-		if url != "" {
+		tb.Fatalf("natstest: NATS_* settings: %v", err)
+	}
+	s, err := New(conn)
+	if err != nil {
+		if conn.URL != "" {
 			tb.Fatalf("natstest: the server NATS_URL names: %v", err)
 		}
 		tb.Fatalf("natstest: %v", err)
@@ -43,22 +51,43 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
-// New starts an embedded server on a random loopback port when url is empty,
-// else checks that the server at url answers and describes it. Close it.
-func New(url string) (*Server, error) {
-	if url != "" {
-		nc, err := nats.Connect(url, nats.Name("natstest-probe"), nats.Timeout(5*time.Second))
+// StartWith returns an embedded server for tb, configured by configure
+// (authentication, TLS) on top of the defaults (random loopback port), shut
+// down when tb ends. Its Conn has only the URL: the test adds credentials.
+func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
+	tb.Helper()
+	s, err := embedded(configure)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// New starts an embedded server on a random loopback port when conn names
+// no server, else checks that the server conn names answers and describes
+// it. Close it.
+func New(conn natsconn.Config) (*Server, error) {
+	if conn.URL != "" {
+		nc, err := conn.Connect("natstest-probe")
 		if err != nil {
-			return nil, fmt.Errorf("connect to %s: %w", url, err)
+			return nil, err
 		}
 		defer nc.Close()
-		return &Server{URL: url, Version: nc.ConnectedServerVersion(), External: true}, nil
+		return &Server{URL: conn.URL, Conn: conn, Version: nc.ConnectedServerVersion(), External: true}, nil
 	}
+	return embedded(nil)
+}
+
+func embedded(configure func(*server.Options)) (*Server, error) {
 	opts := natsserver.DefaultTestOptions
 	opts.Host = "127.0.0.1"
 	opts.Port = server.RANDOM_PORT
 	opts.NoLog, opts.NoSigs = true, true
 	opts.MaxPayload = 1 << 20
+	if configure != nil {
+		configure(&opts)
+	}
 	srv, err := server.NewServer(&opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
@@ -68,7 +97,8 @@ func New(url string) (*Server, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("embedded nats-server: not ready for connections after 10s")
 	}
-	return &Server{URL: srv.ClientURL(), Version: server.VERSION, srv: srv}, nil
+	u := srv.ClientURL()
+	return &Server{URL: u, Conn: natsconn.Config{URL: u}, Version: server.VERSION, srv: srv}, nil
 }
 
 // Close shuts an embedded server down and waits for it; it does nothing for

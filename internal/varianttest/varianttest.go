@@ -12,11 +12,12 @@ import (
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
-// StartFunc starts a variant's pipeline on url under subjects, reporting to
+// StartFunc starts a variant's pipeline on the server conn names, under subjects, reporting to
 // sink. The returned Closer stops it.
-type StartFunc func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error)
+type StartFunc func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error)
 
 // Fixture is a started pipeline with its runner and harness endpoint.
 type Fixture struct {
@@ -26,19 +27,19 @@ type Fixture struct {
 }
 
 // Start starts a pipeline and the harness for it; both stop in t's Cleanup.
-func Start(t testing.TB, url string, start StartFunc, cfg pipelines.RunConfig) *Fixture {
+func Start(t testing.TB, conn natsconn.Config, start StartFunc, cfg pipelines.RunConfig) *Fixture {
 	t.Helper()
 	r, err := pipelines.NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	subjects := bus.NewSubjects()
-	p, err := start(context.Background(), url, subjects, cfg.Spec, r)
+	p, err := start(context.Background(), conn, subjects, cfg.Spec, r)
 	if err != nil {
 		t.Fatalf("start %s: %v", cfg.Variant, err)
 	}
 	benchkit.Cleanup(t, cfg.Variant, p)
-	ep := benchkit.Attach(t, url, subjects, r)
+	ep := benchkit.Attach(t, conn, subjects, r)
 	return &Fixture{Runner: r, Endpoint: ep, Subjects: subjects}
 }
 

@@ -14,10 +14,11 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // DefaultURL is the NATS URL used when none is given.
-const DefaultURL = nats.DefaultURL
+const DefaultURL = natsconn.DefaultURL
 
 // Subjects names a pipeline's subjects: "<prefix>.s1" .. "<prefix>.sN" for
 // the stages' inputs and "<prefix>.done" for the sink.
@@ -52,21 +53,20 @@ type Faulter interface {
 }
 
 // ConnectTimeout bounds a connection attempt.
-const ConnectTimeout = 5 * time.Second
+const ConnectTimeout = natsconn.ConnectTimeout
 
-// Connect connects to url as name. Slow-consumer errors, disconnects and
-// other asynchronous errors are reported to f (which may be nil to drop
-// them only when nobody can act on them), never swallowed silently.
-func Connect(url, name string, f Faulter) (*nats.Conn, error) {
+// Connect connects to the server conn names, with its credentials and TLS
+// settings, as name. Slow-consumer errors, disconnects and other
+// asynchronous errors are reported to f (which may be nil to drop them only
+// when nobody can act on them), never swallowed silently. Errors, here and
+// reported, show URLs masked and no secret of conn.
+func Connect(conn natsconn.Config, name string, f Faulter) (*nats.Conn, error) {
 	report := func(err error) {
 		if f != nil {
-			f.Fault(err)
+			f.Fault(conn.RedactError(err))
 		}
 	}
-	nc, err := nats.Connect(url,
-		nats.Name(name),
-		nats.Timeout(ConnectTimeout),
-		nats.RetryOnFailedConnect(false),
+	nc, err := conn.Connect(name,
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -86,7 +86,7 @@ func Connect(url, name string, f Faulter) (*nats.Conn, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s to %s: %w", name, url, err)
+		return nil, err
 	}
 	return nc, nil
 }
@@ -212,10 +212,10 @@ type Endpoint struct {
 	nc *nats.Conn
 }
 
-// Attach connects the harness to url and subscribes sink to the pipeline's
-// Done subject; asynchronous errors go to sink.Fault.
-func Attach(url string, subjects Subjects, sink pipelines.Sink) (*Endpoint, error) {
-	nc, err := Connect(url, "natspipe-harness", sink)
+// Attach connects the harness to the server conn names and subscribes sink
+// to the pipeline's Done subject; asynchronous errors go to sink.Fault.
+func Attach(conn natsconn.Config, subjects Subjects, sink pipelines.Sink) (*Endpoint, error) {
+	nc, err := Connect(conn, "natspipe-harness", sink)
 	if err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}

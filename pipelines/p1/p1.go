@@ -20,6 +20,7 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // DefaultQueue is the executor queue's capacity: far above any window a
@@ -28,9 +29,9 @@ const DefaultQueue = 1 << 16
 
 // Options configure a P1 pipeline.
 type Options struct {
-	URL      string       // NATS server
-	Subjects bus.Subjects // the pipeline's subjects
-	Queue    int          // executor queue capacity; 0: DefaultQueue
+	NATS     natsconn.Config // how to connect to the server
+	Subjects bus.Subjects    // the pipeline's subjects
+	Queue    int             // executor queue capacity; 0: DefaultQueue
 }
 
 type task struct {
@@ -47,7 +48,7 @@ type Pipeline struct {
 	done   chan struct{}
 }
 
-// Start connects to opts.URL, subscribes every stage and starts the executor.
+// Start connects to the server opts.NATS names, subscribes every stage and starts the executor.
 // It returns once the server has registered every subscription.
 func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipelines.Sink) (*Pipeline, error) {
 	if err := spec.Validate(); err != nil {
@@ -56,7 +57,7 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	if opts.Queue <= 0 {
 		opts.Queue = DefaultQueue
 	}
-	nc, err := bus.Connect(opts.URL, "p1", sink)
+	nc, err := bus.Connect(opts.NATS, "p1", sink)
 	if err != nil {
 		return nil, fmt.Errorf("p1: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p1"
 )
 
@@ -20,8 +21,8 @@ func testSpec() pipelines.Spec {
 	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
 }
 
-func start(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{URL: url, Subjects: subjects}, spec, sink)
+func start(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
 }
 
 func config(spec pipelines.Spec) pipelines.RunConfig {
@@ -32,7 +33,7 @@ func TestP1ExactlyOnceOneAtATime(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.URL, start, config(spec))
+	fx := varianttest.Start(t, srv.Conn, start, config(spec))
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 60)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestP1Malformed(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.URL, start, config(spec))
+	fx := varianttest.Start(t, srv.Conn, start, config(spec))
 	varianttest.Malformed(t, fx, spec, 40)
 }
 
@@ -76,7 +77,7 @@ func TestP1ServerGone(t *testing.T) {
 	spec := testSpec()
 	cfg := config(spec)
 	cfg.Timeout = 20 * time.Second
-	fx := varianttest.Start(t, srv.URL, start, cfg)
+	fx := varianttest.Start(t, srv.Conn, start, cfg)
 	time.AfterFunc(50*time.Millisecond, srv.Shutdown)
 	begin := time.Now()
 	_, err := fx.Runner.Run(context.Background(), fx.Endpoint, 1000)
@@ -94,7 +95,7 @@ func TestP1ServerGone(t *testing.T) {
 func TestP1BadURL(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	r, _ := pipelines.NewRunner(config(testSpec()))
-	_, err := p1.Start(context.Background(), p1.Options{URL: "nats://127.0.0.1:1", Subjects: bus.NewSubjects()}, testSpec(), r)
+	_, err := p1.Start(context.Background(), p1.Options{NATS: natsconn.Config{URL: "nats://127.0.0.1:1"}, Subjects: bus.NewSubjects()}, testSpec(), r)
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("bad URL: error %v does not name it", err)
 	}
@@ -109,7 +110,7 @@ func BenchmarkP1(b *testing.B) {
 		fixture := benchkit.Once(func() *varianttest.Fixture {
 			cfg := pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec),
 				Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)}
-			return varianttest.Start(b, srv.URL, start, cfg)
+			return varianttest.Start(b, srv.Conn, start, cfg)
 		})
 		b.Run("work="+string(work), func(b *testing.B) {
 			fx := fixture()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // DefaultInflight is the default limit on messages in stage work at once.
@@ -22,9 +23,9 @@ const DefaultInflight = 64
 
 // Options configure a P2 pipeline.
 type Options struct {
-	URL      string       // NATS server
-	Subjects bus.Subjects // the pipeline's subjects
-	Inflight int          // messages in stage work at once; 0: DefaultInflight
+	NATS     natsconn.Config // how to connect to the server
+	Subjects bus.Subjects    // the pipeline's subjects
+	Inflight int             // messages in stage work at once; 0: DefaultInflight
 }
 
 // Pipeline is a running P2 pipeline.
@@ -35,7 +36,7 @@ type Pipeline struct {
 	work   sync.WaitGroup
 }
 
-// Start connects to opts.URL and subscribes every stage. It returns once the
+// Start connects to the server opts.NATS names and subscribes every stage. It returns once the
 // server has registered every subscription.
 func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipelines.Sink) (*Pipeline, error) {
 	if err := spec.Validate(); err != nil {
@@ -47,7 +48,7 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	if opts.Inflight == 0 {
 		opts.Inflight = DefaultInflight
 	}
-	nc, err := bus.Connect(opts.URL, "p2", sink)
+	nc, err := bus.Connect(opts.NATS, "p2", sink)
 	if err != nil {
 		return nil, fmt.Errorf("p2: %w", err)
 	}

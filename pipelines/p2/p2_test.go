@@ -11,6 +11,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
 )
@@ -22,13 +23,13 @@ func testSpec() pipelines.Spec {
 }
 
 func starter(inflight int) varianttest.StartFunc {
-	return func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-		return p2.Start(ctx, p2.Options{URL: url, Subjects: subjects, Inflight: inflight}, spec, sink)
+	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+		return p2.Start(ctx, p2.Options{NATS: conn, Subjects: subjects, Inflight: inflight}, spec, sink)
 	}
 }
 
-func startP1(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{URL: url, Subjects: subjects}, spec, sink)
+func startP1(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
 }
 
 func config(spec pipelines.Spec, inflight int) pipelines.RunConfig {
@@ -42,7 +43,7 @@ func TestP2ExactlyOnceWithinInflight(t *testing.T) {
 	const inflight = 4
 	cfg := config(spec, inflight)
 	cfg.Window = 16 // more in flight than the limit: the limit must hold
-	fx := varianttest.Start(t, srv.URL, starter(inflight), cfg)
+	fx := varianttest.Start(t, srv.Conn, starter(inflight), cfg)
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func TestP2Malformed(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.URL, starter(8), config(spec, 8))
+	fx := varianttest.Start(t, srv.Conn, starter(8), config(spec, 8))
 	varianttest.Malformed(t, fx, spec, 80)
 }
 
@@ -70,12 +71,12 @@ func TestP2BeatsP1(t *testing.T) {
 	srv := natstest.Start(t)
 	spec := testSpec()
 	const inflight = 8
-	one := varianttest.Start(t, srv.URL, startP1, pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec), Window: inflight})
+	one := varianttest.Start(t, srv.Conn, startP1, pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec), Window: inflight})
 	r1, err := one.Runner.Run(context.Background(), one.Endpoint, 60)
 	if err != nil {
 		t.Fatal(err)
 	}
-	two := varianttest.Start(t, srv.URL, starter(inflight), config(spec, inflight))
+	two := varianttest.Start(t, srv.Conn, starter(inflight), config(spec, inflight))
 	r2, err := two.Runner.Run(context.Background(), two.Endpoint, 240)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func BenchmarkP2(b *testing.B) {
 				cfg := config(spec, inflight)
 				cfg.Window = max(inflight, benchkit.Int(b, pipelines.EnvWindow, 0))
 				cfg.Timeout = benchkit.Timeout(b)
-				return varianttest.Start(b, srv.URL, starter(inflight), cfg)
+				return varianttest.Start(b, srv.Conn, starter(inflight), cfg)
 			})
 			b.Run(fmt.Sprintf("work=%s/inflight=%d", work, inflight), func(b *testing.B) {
 				fx := fixture()

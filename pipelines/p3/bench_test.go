@@ -29,7 +29,7 @@ func BenchmarkP3(b *testing.B) {
 		for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
 			s := spec
 			s.Work = work
-			fleetbench.Run(b, srv.URL, fmt.Sprintf("mode=%s/work=%s", mode, work), benchConfig(s, Options{Mode: mode, Concurrency: conc}))
+			fleetbench.Run(b, srv.Conn, fmt.Sprintf("mode=%s/work=%s", mode, work), benchConfig(s, Options{Mode: mode, Concurrency: conc}))
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -34,12 +35,12 @@ func testSpec() pipelines.Spec {
 
 // starter adapts Start to varianttest.
 func starter(opts Options) varianttest.StartFunc {
-	return func(ctx context.Context, url string, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
 		launcher, err := worker.Self()
 		if err != nil {
 			return nil, err
 		}
-		opts.URL, opts.Subjects, opts.Launcher = url, subjects, launcher
+		opts.NATS, opts.Subjects, opts.Launcher = conn, subjects, launcher
 		p, err := Start(ctx, opts, spec, sink)
 		if err != nil {
 			return nil, err
@@ -117,7 +118,7 @@ func TestExactlyOnceSync(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.URL, starter(Options{}), config(spec, worker.Sync, 0))
+	fx := varianttest.Start(t, srv.Conn, starter(Options{}), config(spec, worker.Sync, 0))
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 150)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func TestExactlyOnceAsync(t *testing.T) {
 	spec := testSpec()
 	const conc = 3
 	cfg := config(spec, worker.Async, conc)
-	fx := varianttest.Start(t, srv.URL, starter(Options{Mode: worker.Async, Concurrency: conc}), cfg)
+	fx := varianttest.Start(t, srv.Conn, starter(Options{Mode: worker.Async, Concurrency: conc}), cfg)
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 200)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +177,7 @@ func TestMalformed(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.URL, starter(Options{}), config(spec, worker.Sync, 0))
+	fx := varianttest.Start(t, srv.Conn, starter(Options{}), config(spec, worker.Sync, 0))
 	varianttest.Malformed(t, fx, spec, 60)
 }
 
@@ -194,7 +195,7 @@ func TestOrphanHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Start(context.Background(), Options{URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: launcher}, testSpec(), nil)
+	p, err := Start(context.Background(), Options{NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: launcher}, testSpec(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -63,7 +64,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 	if r.runner, err = pipelines.NewRunner(rc); err != nil {
 		t.Fatal(err)
 	}
-	opts.URL, opts.Subjects, opts.Launcher = r.srv.URL, r.subjects, launcher
+	opts.NATS, opts.Subjects, opts.Launcher = r.srv.Conn, r.subjects, launcher
 	// Registered before the pipeline's Close, so it runs after it.
 	t.Cleanup(func() {
 		if r.pipe != nil {
@@ -82,7 +83,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 		}
 	})
 	t.Logf("%d workers ready in %v", len(r.pipe.Workers()), r.pipe.Startup().Round(time.Millisecond))
-	if r.ep, err = bus.Attach(r.srv.URL, r.subjects, r.runner); err != nil {
+	if r.ep, err = bus.Attach(r.srv.Conn, r.subjects, r.runner); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.ep.Close() })
@@ -292,10 +293,10 @@ type spy struct {
 	finished int
 }
 
-func newSpy(t *testing.T, url string, subjects bus.Subjects, stage, stages int) *spy {
+func newSpy(t *testing.T, conn natsconn.Config, subjects bus.Subjects, stage, stages int) *spy {
 	t.Helper()
 	s := &spy{in: map[uint64]bool{}, out: map[uint64]bool{}}
-	nc, err := bus.Connect(url, "spy", nil)
+	nc, err := bus.Connect(conn, "spy", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestKillS2WorkerMidRun(t *testing.T) {
 	const n = 400
 	const lossTimeout = 1500 * time.Millisecond
 	r := newRig(t, spec, Options{Alloc: Alloc{1, 4, 1, 1}}, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: time.Minute})
-	sp := newSpy(t, r.srv.URL, r.subjects, 1, spec.Stages())
+	sp := newSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
 	const victim = "p4-S2-w2"
 
 	type outcome struct {
@@ -482,7 +483,7 @@ func TestWorkerFailingAtStartup(t *testing.T) {
 	_, err = Start(context.Background(), Options{
 		Alloc: Alloc{1, 2, 1, 1},
 		Processes: worker.Processes{
-			URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: launcher,
+			NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: launcher,
 			Env: func(id worker.WorkerID) []string {
 				if id.Name == "p4-S2-w2" {
 					return []string{worker.EnvCrash + "=nonsense"}
@@ -541,7 +542,7 @@ func BenchmarkP4(b *testing.B) {
 				s := spec
 				s.Work = work
 				name := fmt.Sprintf("alloc=%s/mode=%s/work=%s", alloc, mode, work)
-				fleetbench.Run(b, srv.URL, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc}}))
+				fleetbench.Run(b, srv.Conn, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc}}))
 			}
 		}
 	}

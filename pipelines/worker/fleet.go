@@ -18,6 +18,7 @@ import (
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // Fleet defaults.
@@ -83,7 +84,10 @@ type FleetConfig struct {
 // connect to, their mode, how they are launched and how long the fleet
 // waits for them. P3's and P4's options are built on it.
 type Processes struct {
-	URL      string       // NATS server
+	// NATS is how the harness and every worker connect. Workers get it
+	// through their environment (natsconn.Config.Environ), never their
+	// command line, where any user could read a password.
+	NATS     natsconn.Config
 	Subjects bus.Subjects // the pipeline's subjects
 	// Mode is every worker's mode; "": sync.
 	Mode Mode
@@ -186,7 +190,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 	}
 	f.early = make(chan *procs.Exit, len(f.ids))
 
-	nc, err := bus.Connect(cfg.URL, cfg.Variant+"-fleet", faults)
+	nc, err := bus.Connect(cfg.NATS, cfg.Variant+"-fleet", faults)
 	if err != nil {
 		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
 	}
@@ -224,7 +228,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		f.nc.Close()
 		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
 	}
-	base := childEnv(cfg.Launcher.Env)
+	base := childEnv(append(slices.Clip(cfg.Launcher.Env), cfg.NATS.Environ()...))
 	for _, id := range f.ids {
 		env := base
 		if cfg.Env != nil {
@@ -266,11 +270,11 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 	return f, nil
 }
 
-// flags are the worker flags for id.
+// flags are the worker flags for id. The connection settings are not among
+// them: they go in the environment (see StartFleet).
 func (f *Fleet) flags(id WorkerID) []string {
 	c := f.cfg
 	args := []string{
-		"-url", c.URL,
 		"-stage", pipelines.StageName(id.Stage),
 		"-prefix", c.Subjects.Prefix,
 		"-durations", pipelines.DurationsString(c.Spec.Durations),

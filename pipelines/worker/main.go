@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // Program is the name the worker uses in its messages.
@@ -39,36 +39,12 @@ const (
 	EnvCrash = "NATSPIPE_WORKER_CRASH"
 )
 
-// checkURL rejects URLs nats.go could never connect to, so they are a
-// usage error rather than a connection failure.
-func checkURL(raw string) error {
-	for _, u := range strings.Split(raw, ",") {
-		u = strings.TrimSpace(u)
-		if u == "" {
-			return fmt.Errorf("url %q: empty server in list", raw)
-		}
-		if !strings.Contains(u, "://") {
-			u = "nats://" + u
-		}
-		p, err := url.Parse(u)
-		if err != nil {
-			return fmt.Errorf("url %q: %w", raw, err)
-		}
-		switch p.Scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return fmt.Errorf("url %q: scheme %q: want nats, tls, ws or wss", raw, p.Scheme)
-		}
-		if p.Hostname() == "" {
-			return fmt.Errorf("url %q: no host", raw)
-		}
-	}
-	return nil
-}
-
 // ParseArgs reads a worker's command line (without the program name). Flag
-// defaults come from NATS_URL, NATSPIPE_DURATIONS and NATSPIPE_WORK when
-// set. Usage and flag errors are written to stderr; -h gives flag.ErrHelp.
+// defaults come from NATSPIPE_DURATIONS and NATSPIPE_WORK when set; the
+// connection settings from the NATS_* variables and the NATS CLI context
+// they name (see natsconn), which the flags override. A parent passes a
+// password or token through NATS_URL, NATS_PASSWORD or NATS_TOKEN, never a
+// flag: command lines are visible to every user. Usage and flag errors are written to stderr; -h gives flag.ErrHelp.
 func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -81,7 +57,8 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		}
 		return def
 	}
-	urlFlag := fs.String("url", envOr(pipelines.EnvNATSURL, bus.DefaultURL), "NATS server URL, or a comma-separated list; $NATS_URL when set")
+	conn := natsconn.FromEnv(getenv)
+	conn.RegisterFlags(fs, "NATS server URL, or a comma-separated list (default $NATS_URL, else "+bus.DefaultURL+")")
 	stageFlag := fs.String("stage", "", "stage to serve: S1..SN, or its 1-based index (required)")
 	prefix := fs.String("prefix", DefaultPrefix, "subject prefix: stages are <prefix>.s1..sN, results <prefix>.done")
 	durations := fs.String("durations", envOr(pipelines.EnvDurations, pipelines.DurationsString(pipelines.SeedDurations())),
@@ -108,8 +85,12 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if fs.NArg() > 0 {
 		return usage("unexpected arguments %q", fs.Args())
 	}
-	if err := checkURL(*urlFlag); err != nil {
-		return usage("-url: %v", err)
+	conn, err := conn.Resolve(getenv)
+	if err != nil {
+		return usage("%v", err)
+	}
+	if conn.URL == "" {
+		conn.URL = bus.DefaultURL
 	}
 	ds, err := pipelines.ParseDurations(*durations)
 	if err != nil {
@@ -143,7 +124,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		return usage("-ready-timeout and -drain-timeout must be positive")
 	}
 	cfg := Config{
-		URL:          *urlFlag,
+		NATS:         conn,
 		Subjects:     bus.Subjects{Prefix: *prefix},
 		Stage:        stage,
 		Spec:         pipelines.Spec{Durations: ds, Work: wm, Slowdown: sd},

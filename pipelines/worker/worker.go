@@ -46,6 +46,7 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // Mode is how many messages a worker has in stage work at once.
@@ -87,8 +88,8 @@ const (
 
 // Config configures a worker.
 type Config struct {
-	// URL is the NATS server.
-	URL string
+	// NATS is how to connect to the server: URL, credentials, TLS.
+	NATS natsconn.Config
 	// Subjects names the pipeline's subjects (its prefix).
 	Subjects bus.Subjects
 	// Stage is the 0-based stage this worker serves.
@@ -268,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}
 	w.host, _ = os.Hostname()
 
-	nc, err := bus.Connect(cfg.URL, cfg.Name, w)
+	nc, err := bus.Connect(cfg.NATS, cfg.Name, w)
 	if err != nil {
 		return w.stats(false), err
 	}
@@ -276,7 +277,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	defer nc.Close()
 	// The client calls the closed handler at most once per connection.
 	nc.SetClosedHandler(func(*nats.Conn) { close(w.closed) })
-	nc.SetReconnectHandler(func(*nats.Conn) { w.logf("reconnected to %s", nc.ConnectedUrlRedacted()) })
+	nc.SetReconnectHandler(func(*nats.Conn) { w.logf("reconnected to %s", natsconn.Mask(nc.ConnectedUrl())) })
 
 	subjects := cfg.Subjects
 	stage := pipelines.StageName(cfg.Stage)
@@ -304,7 +305,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to stats requests: %w", cfg.Name, err)
 	}
 	if err := nc.FlushTimeout(cfg.ReadyTimeout); err != nil {
-		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, nc.ConnectedUrlRedacted(), err)
+		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, natsconn.Mask(nc.ConnectedUrl()), err)
 	}
 
 	// Stage work is cancelled only when the worker gives up on draining.
@@ -331,7 +332,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
 	w.logf("ready: stage %s of %d (%v %s), %s on %s in queue group %s, mode %s x%d, next %s",
-		stage, cfg.Spec.Stages(), step.Duration, step.Work, nc.ConnectedUrlRedacted(), subjects.Stage(cfg.Stage),
+		stage, cfg.Spec.Stages(), step.Duration, step.Work, natsconn.Mask(nc.ConnectedUrl()), subjects.Stage(cfg.Stage),
 		subjects.Queue(cfg.Stage), cfg.Mode, cfg.Concurrent(), next)
 
 	var reply string

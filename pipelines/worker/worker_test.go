@@ -23,6 +23,7 @@ import (
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 func TestMain(m *testing.M) {
@@ -52,7 +53,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v: %s", err, stderr.String())
 	}
-	if cfg.URL != "nats://h:4222" || cfg.Stage != 2 || cfg.Subjects.Prefix != "x.y" || cfg.Spec.Stages() != 3 || cfg.Spec.Work != pipelines.CPU ||
+	if cfg.NATS.URL != "nats://h:4222" || cfg.Stage != 2 || cfg.Subjects.Prefix != "x.y" || cfg.Spec.Stages() != 3 || cfg.Spec.Work != pipelines.CPU ||
 		cfg.Mode != Async || cfg.Concurrent() != 7 || cfg.Name != "box-S3" || cfg.ReadyTimeout != 3*time.Second ||
 		cfg.Spec.Durations[2] != 3*time.Millisecond || cfg.Spec.Slowdown[2] != time.Millisecond {
 		t.Errorf("config %+v", cfg)
@@ -62,7 +63,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.URL != "nats://env:1" || cfg.Stage != 1 || cfg.Spec.Stages() != 2 || cfg.Mode != Sync || cfg.Concurrent() != 1 ||
+	if cfg.NATS.URL != "nats://env:1" || cfg.Stage != 1 || cfg.Spec.Stages() != 2 || cfg.Mode != Sync || cfg.Concurrent() != 1 ||
 		cfg.Subjects.Prefix != DefaultPrefix || !strings.HasPrefix(cfg.Name, "S2-") || cfg.Spec.Work != pipelines.Sleep {
 		t.Errorf("defaults %+v", cfg)
 	}
@@ -209,7 +210,7 @@ func TestRunInProcess(t *testing.T) {
 			srv := natstest.Start(t)
 			spec := testSpec()
 			subjects := bus.NewSubjects()
-			nc, err := bus.Connect(srv.URL, "test", nil)
+			nc, err := bus.Connect(srv.Conn, "test", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,7 +218,7 @@ func TestRunInProcess(t *testing.T) {
 			ready := collectRaw(t, nc, ReadySubject(subjects))
 			out := collect(t, nc, subjects.Stage(2))
 			var log syncBuffer
-			cfg := Config{URL: srv.URL, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2", Log: &log}
+			cfg := Config{NATS: srv.Conn, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2", Log: &log}
 			type result struct {
 				s   Stats
 				err error
@@ -284,7 +285,7 @@ func TestRunInProcess(t *testing.T) {
 func TestRunRejectsAndReports(t *testing.T) {
 	srv := natstest.Start(t)
 	subjects := bus.NewSubjects()
-	nc, err := bus.Connect(srv.URL, "test", nil)
+	nc, err := bus.Connect(srv.Conn, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestRunRejectsAndReports(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, Config{URL: srv.URL, Subjects: subjects, Stage: 2, Spec: testSpec(), Name: "t-S3"})
+		_, err := Run(ctx, Config{NATS: srv.Conn, Subjects: subjects, Stage: 2, Spec: testSpec(), Name: "t-S3"})
 		done <- err
 	}()
 	ready.wait(t, 1)
@@ -320,14 +321,14 @@ func TestRunRejectsAndReports(t *testing.T) {
 
 func TestRunConnectError(t *testing.T) {
 	start := time.Now()
-	_, err := Run(context.Background(), Config{URL: "nats://127.0.0.1:1", Subjects: bus.Subjects{Prefix: "x"}, Stage: 0, Spec: testSpec(), Name: "t"})
+	_, err := Run(context.Background(), Config{NATS: natsconn.Config{URL: "nats://127.0.0.1:1"}, Subjects: bus.Subjects{Prefix: "x"}, Stage: 0, Spec: testSpec(), Name: "t"})
 	if err == nil || !strings.Contains(err.Error(), "connect") {
 		t.Errorf("Run against no server: %v", err)
 	}
 	if time.Since(start) > 15*time.Second {
 		t.Errorf("took %v", time.Since(start))
 	}
-	if _, err := Run(context.Background(), Config{URL: "nats://127.0.0.1:1", Subjects: bus.Subjects{Prefix: "x"}, Stage: 4, Spec: testSpec(), Name: "t"}); err == nil || !strings.Contains(err.Error(), "out of range") {
+	if _, err := Run(context.Background(), Config{NATS: natsconn.Config{URL: "nats://127.0.0.1:1"}, Subjects: bus.Subjects{Prefix: "x"}, Stage: 4, Spec: testSpec(), Name: "t"}); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Errorf("stage 5 of 4: %v", err)
 	}
 }
@@ -442,7 +443,7 @@ func TestProcessExitStatus(t *testing.T) {
 func TestProcessSIGTERMDrains(t *testing.T) {
 	srv := natstest.Start(t)
 	subjects := bus.NewSubjects()
-	nc, err := bus.Connect(srv.URL, "test", nil)
+	nc, err := bus.Connect(srv.Conn, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +494,7 @@ func TestFleetReadyTimeoutNamesWorkers(t *testing.T) {
 	_, err := StartFleet(context.Background(), FleetConfig{
 		Spec: testSpec(), Variant: "hang",
 		Processes: Processes{
-			URL: srv.URL, Subjects: bus.NewSubjects(), ReadyTimeout: time.Second,
+			NATS: srv.Conn, Subjects: bus.NewSubjects(), ReadyTimeout: time.Second,
 			// A "worker" that never announces itself.
 			Launcher: Launcher{Path: "/bin/sh", Args: []string{"-c", "echo 'warming up forever' >&2; exec sleep 30", "sh"}},
 		},
@@ -519,7 +520,7 @@ func TestFleetStatsAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, err := StartFleet(context.Background(), FleetConfig{
-		Processes: Processes{URL: srv.URL, Subjects: bus.NewSubjects(), Launcher: self},
+		Processes: Processes{NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: self},
 		Spec:      testSpec(), Alloc: []int{1, 2, 1, 1}, Variant: "t",
 	}, nil)
 	if err != nil {
