@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"fmt"
 	"os"
 	"time"
 )
@@ -18,7 +19,40 @@ import (
 //     whose clocks must then be synchronized.
 //
 // The choice is read once at start-up; every process of a run must agree.
+// Any other value than "", "monotonic" and "wall" is an error, reported by
+// CheckClockEnv, which every entry point (natspipe run, the worker,
+// benchkit's TestMain) calls before it starts; until then such a value
+// leaves the default, monotonic, in place.
 const EnvClock = "NATSPIPE_CLOCK"
+
+// Stamp clock names, the values of NATSPIPE_CLOCK.
+const (
+	ClockMonotonic = "monotonic"
+	ClockWall      = "wall"
+)
+
+// ParseClock reads a NATSPIPE_CLOCK value: "" or "monotonic" (the default)
+// or "wall"; it reports whether the wall clock is chosen.
+func ParseClock(v string) (wall bool, err error) {
+	switch v {
+	case "", ClockMonotonic:
+		return false, nil
+	case ClockWall:
+		return true, nil
+	}
+	return false, fmt.Errorf("stamp clock %q: want %q or %q", v, ClockMonotonic, ClockWall)
+}
+
+// CheckClockEnv reports a bad NATSPIPE_CLOCK, naming the variable. A nil
+// getenv reads the process environment, which the stamp clock was chosen
+// from.
+func CheckClockEnv(getenv Getenv) error {
+	v := getenv.get(EnvClock)
+	if _, err := ParseClock(v); err != nil {
+		return fmt.Errorf("%s=%q: %w", EnvClock, v, err)
+	}
+	return nil
+}
 
 // stampClock converts Go times to stamps; set once at init, never changed.
 type stampClock struct {
@@ -28,7 +62,7 @@ type stampClock struct {
 	unix   int64     // Unix ns at anchor, to show stamps as wall time
 }
 
-var clock = newStampClock(os.Getenv(EnvClock) == "wall")
+var clock = newStampClock(os.Getenv(EnvClock) == ClockWall)
 
 func newStampClock(wall bool) stampClock {
 	anchor := time.Now()
@@ -60,9 +94,9 @@ func Now() int64 { return Stamp(time.Now()) }
 // StampClock names the stamp clock in use: "monotonic" or "wall".
 func StampClock() string {
 	if clock.wall {
-		return "wall"
+		return ClockWall
 	}
-	return "monotonic"
+	return ClockMonotonic
 }
 
 // WallOffset is what to add to a stamp to get Unix ns, for display.

@@ -3,6 +3,7 @@ package pipelines
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -95,6 +96,14 @@ func (s Spec) Validate() error {
 		if d < 0 {
 			return fmt.Errorf("spec: stage %s: negative duration %v", StageName(i), d)
 		}
+		if d > MaxStageDuration {
+			return fmt.Errorf("spec: stage %s: duration %v longer than %v", StageName(i), d, MaxStageDuration)
+		}
+	}
+	for i, d := range s.Slowdown {
+		if d < 0 || d > MaxStageDuration {
+			return fmt.Errorf("spec: stage %s: slowdown %v out of range [0, %v]", StageName(i), d, MaxStageDuration)
+		}
 	}
 	if _, err := ParseWorkModel(string(s.Work)); err != nil {
 		return fmt.Errorf("spec: %w", err)
@@ -115,7 +124,8 @@ func DurationsString(ds []time.Duration) string {
 }
 
 // ParseDurations reads a comma-separated list of stage times such as
-// "10ms,40ms,10ms,10ms". A bare number is taken as milliseconds.
+// "10ms,40ms,10ms,10ms". A bare number is taken as milliseconds. Each time
+// must be in [0, MaxStageDuration].
 func ParseDurations(s string) ([]time.Duration, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("durations: empty list")
@@ -131,6 +141,9 @@ func ParseDurations(s string) ([]time.Duration, error) {
 		if d < 0 {
 			return nil, fmt.Errorf("durations: stage %s: negative duration %q", StageName(i), f)
 		}
+		if d > MaxStageDuration {
+			return nil, fmt.Errorf("durations: stage %s: %q is longer than %v", StageName(i), f, MaxStageDuration)
+		}
 		out = append(out, d)
 	}
 	if len(out) > MaxStages {
@@ -141,6 +154,11 @@ func ParseDurations(s string) ([]time.Duration, error) {
 
 func parseDuration(f string) (time.Duration, error) {
 	if ms, err := strconv.ParseFloat(f, 64); err == nil {
+		// A float out of int64's range converts to an undefined value: keep
+		// the conversion within about ±100 days.
+		if math.IsNaN(ms) || math.Abs(ms) > 1e10 {
+			return 0, fmt.Errorf("bad duration %q (want e.g. 10ms, at most %v)", f, MaxStageDuration)
+		}
 		return time.Duration(ms * float64(time.Millisecond)), nil
 	}
 	d, err := time.ParseDuration(f)
@@ -153,14 +171,15 @@ func parseDuration(f string) (time.Duration, error) {
 // Environment variables that set parameters without editing code. Each is
 // documented in the README.
 const (
-	EnvDurations = "NATSPIPE_DURATIONS" // stage times, e.g. "10ms,40ms,10ms,10ms"
-	EnvWork      = "NATSPIPE_WORK"      // "sleep" or "cpu"; benchmarks that sweep work ignore it
-	EnvPayload   = "NATSPIPE_PAYLOAD"   // payload bytes per message
-	EnvWindow    = "NATSPIPE_WINDOW"    // closed-loop window; 0 or unset: sized by Little's law
-	EnvInflight  = "NATSPIPE_INFLIGHT"  // P2 in-flight limit for benchmarks that do not sweep it
-	EnvTimeout   = "NATSPIPE_TIMEOUT"   // upper bound on one run, e.g. "2m"
-	EnvNATSURL   = "NATS_URL"           // use this server instead of an embedded one
-	EnvSlowdown  = "NATSPIPE_SLOWDOWN"  // hidden extra work, e.g. "S2=2ms": a deliberate regression
+	EnvDurations   = "NATSPIPE_DURATIONS"   // stage times, e.g. "10ms,40ms,10ms,10ms"
+	EnvWork        = "NATSPIPE_WORK"        // "sleep" or "cpu"; benchmarks that sweep work ignore it
+	EnvPayload     = "NATSPIPE_PAYLOAD"     // payload bytes per message
+	EnvWindow      = "NATSPIPE_WINDOW"      // closed-loop window; 0 or unset: sized by Little's law
+	EnvInflight    = "NATSPIPE_INFLIGHT"    // P2 in-flight limit for benchmarks that do not sweep it
+	EnvConcurrency = "NATSPIPE_CONCURRENCY" // an async P3/P4 worker's messages in stage work at once
+	EnvTimeout     = "NATSPIPE_TIMEOUT"     // upper bound on one run, e.g. "2m"
+	EnvNATSURL     = "NATS_URL"             // use this server instead of an embedded one
+	EnvSlowdown    = "NATSPIPE_SLOWDOWN"    // hidden extra work, e.g. "S2=2ms": a deliberate regression
 )
 
 // Getenv looks up an environment variable; it is a parameter so tests can
@@ -237,8 +256,8 @@ func ParseSlowdown(v string, n int) ([]time.Duration, error) {
 			return nil, fmt.Errorf("slowdown: %w", err)
 		}
 		d, err := parseDuration(ds)
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("slowdown %q: bad duration", f)
+		if err != nil || d < 0 || d > MaxStageDuration {
+			return nil, fmt.Errorf("slowdown %q: want a duration in [0, %v]", f, MaxStageDuration)
 		}
 		out[i] += d
 	}
@@ -256,28 +275,33 @@ func ParseStage(name string, n int) (int, error) {
 	return i - 1, nil
 }
 
-// IntFromEnv reads a non-negative integer variable, def when unset.
+// IntFromEnv reads a non-negative integer variable, def when unset. The
+// variables with a limit of their own (NATSPIPE_WINDOW: MaxWindow,
+// NATSPIPE_INFLIGHT: MaxInflight, NATSPIPE_CONCURRENCY: MaxConcurrency) are
+// held to it.
 func IntFromEnv(getenv Getenv, name string, def int) (int, error) {
 	v := getenv.get(name)
 	if v == "" {
 		return def, nil
 	}
+	hi := envIntMax(name)
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s=%q: want a non-negative integer", name, v)
+	if err != nil || n < 0 || n > hi {
+		return 0, fmt.Errorf("%s=%q: want an integer in [0, %d]", name, v, hi)
 	}
 	return n, nil
 }
 
-// DurationFromEnv reads a duration variable, def when unset.
+// DurationFromEnv reads a duration variable, def when unset; a set value
+// must be positive and at most MaxRun.
 func DurationFromEnv(getenv Getenv, name string, def time.Duration) (time.Duration, error) {
 	v := getenv.get(name)
 	if v == "" {
 		return def, nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a positive duration such as 2m", name, v)
+	if err != nil || d <= 0 || d > MaxRun {
+		return 0, fmt.Errorf("%s=%q: want a positive duration up to %v, such as 2m", name, v, MaxRun)
 	}
 	return d, nil
 }

@@ -46,6 +46,7 @@ type runOptions struct {
 	traceName   string
 	workerPath  string
 	timeout     time.Duration
+	set         map[string]bool // the flags given on the command line
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
@@ -92,13 +93,18 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return 2
 	}
+	o.set = setFlags(fs)
+	if err := checkRunOptions(o, o.set); err != nil {
+		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+		return runExit(err)
+	}
 	res, err := execute(context.Background(), o, stdout)
 	if res != nil {
 		printResult(stdout, res)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-		return 1
+		return runExit(err)
 	}
 	return 0
 }
@@ -173,30 +179,35 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 }
 
 func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Result, error) {
+	// Up to the trace directory's probe, every error is a usage error:
+	// checkRunOptions has caught most of them already.
 	ds, err := pipelines.ParseDurations(o.durations)
 	if err != nil {
-		return nil, fmt.Errorf("-durations: %w", err)
+		return nil, usagef("-durations: %w", err)
 	}
 	work, err := pipelines.ParseWorkModel(o.work)
 	if err != nil {
-		return nil, fmt.Errorf("-work: %w", err)
+		return nil, usagef("-work: %w", err)
 	}
 	spec := pipelines.Spec{Durations: ds, Work: work, PayloadSize: o.payload}
 	spec.Slowdown, err = pipelines.SlowdownFromEnv(nil, spec.Stages())
 	if err != nil {
-		return nil, err
+		return nil, badInput(err)
 	}
 	if err := spec.Validate(); err != nil {
-		return nil, err
+		return nil, badInput(err)
 	}
 	if o.n < 1 {
-		return nil, fmt.Errorf("-n %d: want at least 1", o.n)
+		return nil, usagef("-n %d: want at least 1", o.n)
 	}
 	if o.rate != 0 && o.load != 0 {
-		return nil, errors.New("-rate and -load: give one")
+		return nil, usagef("-rate and -load: give one")
 	}
 	p, err := makePlan(o, spec)
 	if err != nil {
+		return nil, badInput(err)
+	}
+	if err := checkPlan(o, p.bound); err != nil {
 		return nil, err
 	}
 	cfg := pipelines.RunConfig{Spec: spec, Variant: o.variant, Bound: p.bound, Window: o.window,
@@ -206,19 +217,22 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 	}
 	if o.load != 0 {
 		if math.IsInf(p.bound, 1) || o.load < 0 {
-			return nil, fmt.Errorf("-load %v: needs a finite bound and a positive load", o.load)
+			return nil, usagef("-load %v: needs a finite bound and a positive load", o.load)
 		}
 		cfg.Rate = o.load * p.bound
 	}
 	r, err := pipelines.NewRunner(cfg)
 	if err != nil {
+		return nil, badInput(err)
+	}
+	if err := probeTrace(o, o.set); err != nil {
 		return nil, err
 	}
 	var sender pipelines.Sender
 	if p.start == nil {
 		pp, err := p0.New(spec, r)
 		if err != nil {
-			return nil, err
+			return nil, badInput(err)
 		}
 		sender = pp
 	} else {

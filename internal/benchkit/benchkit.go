@@ -5,6 +5,8 @@ package benchkit
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -30,13 +32,53 @@ func PrintUnits(w io.Writer) {
 	_ = gate.WriteUnitMetadataAssume(w, gate.ProjectUnits(), "nothing")
 }
 
-// Main is a TestMain body: it prints the unit metadata when benchmarks run,
-// then runs the tests.
+// Main is a TestMain body: it checks the parameter variables (CheckEnv)
+// and, when benchmarks run, that NATSPIPE_TRACE's directory is writable,
+// then prints the unit metadata when benchmarks run and runs the tests. A
+// bad variable stops the binary with status 2 before any test starts, the
+// variable, its value and what is wanted on stderr.
 func Main(m *testing.M) int {
+	err := CheckEnv(nil)
+	if dir := os.Getenv(trace.EnvTrace); err == nil && dir != "" && benchmarking() {
+		if perr := trace.ProbeDir(dir); perr != nil {
+			err = fmt.Errorf("%s=%q: %w", trace.EnvTrace, dir, perr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "parameters: %v\n", err)
+		return 2
+	}
 	if benchmarking() {
 		PrintUnits(os.Stdout)
 	}
 	return m.Run()
+}
+
+// CheckEnv checks every parameter variable the model reads for tests and
+// benchmarks: NATSPIPE_CLOCK, NATSPIPE_DURATIONS, NATSPIPE_WORK,
+// NATSPIPE_PAYLOAD, NATSPIPE_SLOWDOWN (against the default spec when
+// NATSPIPE_DURATIONS is unset), NATSPIPE_WINDOW, NATSPIPE_INFLIGHT,
+// NATSPIPE_CONCURRENCY and NATSPIPE_TIMEOUT, each against its bounds
+// (see pipelines.MaxWindow and the others). The error names every bad
+// variable. getenv nil reads the process environment. NATSPIPE_ALLOC and
+// NATSPIPE_MODE are P4's and the worker's, checked where they are read.
+func CheckEnv(getenv pipelines.Getenv) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(pipelines.CheckClockEnv(getenv))
+	_, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), getenv)
+	add(err)
+	for _, name := range []string{pipelines.EnvWindow, pipelines.EnvInflight, pipelines.EnvConcurrency} {
+		_, err := pipelines.IntFromEnv(getenv, name, 0)
+		add(err)
+	}
+	_, err = pipelines.DurationFromEnv(getenv, pipelines.EnvTimeout, 0)
+	add(err)
+	return errors.Join(errs...)
 }
 
 func benchmarking() bool {
@@ -66,6 +108,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // a bad value.
 func Spec(tb testing.TB, base pipelines.Spec) pipelines.Spec {
 	tb.Helper()
+	if err := pipelines.CheckClockEnv(nil); err != nil {
+		tb.Fatalf("parameters: %v", err)
+	}
 	s, err := pipelines.SpecFromEnv(base, nil)
 	if err != nil {
 		tb.Fatalf("parameters: %v", err)
@@ -73,7 +118,8 @@ func Spec(tb testing.TB, base pipelines.Spec) pipelines.Spec {
 	return s
 }
 
-// Int reads a non-negative integer parameter from the environment.
+// Int reads a non-negative integer parameter from the environment, held to
+// its bound (pipelines.IntFromEnv).
 func Int(tb testing.TB, name string, def int) int {
 	tb.Helper()
 	n, err := pipelines.IntFromEnv(nil, name, def)

@@ -36,8 +36,13 @@ const (
 	EnvAlloc = "NATSPIPE_ALLOC"
 )
 
-// MaxWorkers bounds the worker processes of one pipeline.
-const MaxWorkers = 256
+// Limits on an allocation: worker processes per stage and in all.
+const (
+	// MaxStageWorkers bounds the worker processes of one stage.
+	MaxStageWorkers = 64
+	// MaxWorkers bounds the worker processes of one pipeline.
+	MaxWorkers = 256
+)
 
 // Alloc is the number of worker processes of each stage, S1 first.
 type Alloc []int
@@ -102,8 +107,8 @@ func (a Alloc) Check(n int) error {
 		return fmt.Errorf("allocation %s: %d stages, at most %d", a, len(a), pipelines.MaxStages)
 	}
 	for i, w := range a {
-		if w < 1 {
-			return fmt.Errorf("allocation %s: stage %s has %d workers, want at least 1", a, pipelines.StageName(i), w)
+		if w < 1 || w > MaxStageWorkers {
+			return fmt.Errorf("allocation %s: stage %s has %d workers, want 1 to %d", a, pipelines.StageName(i), w, MaxStageWorkers)
 		}
 	}
 	if t := a.Total(); t > MaxWorkers {

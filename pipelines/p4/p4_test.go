@@ -130,10 +130,13 @@ func TestParseAlloc(t *testing.T) {
 			t.Errorf("round trip of %v: %v, %v", got, again, err)
 		}
 	}
-	for _, bad := range []string{"", "1-0-1-1", "1--1", "1-x-1", "-1", "1-4-1-1-", "1-300"} {
+	for _, bad := range []string{"", "1-0-1-1", "1--1", "1-x-1", "-1", "1-4-1-1-", "1-300", "1-65-1-1", "64-64-64-64-1"} {
 		if a, err := ParseAlloc(bad); err == nil {
 			t.Errorf("ParseAlloc(%q) = %v, want an error", bad, a)
 		}
+	}
+	if _, err := ParseAlloc("64-64-64-64"); err != nil {
+		t.Errorf("64 workers a stage, 256 in all: %v", err)
 	}
 	if err := (Alloc{1, 4, 1}).Check(4); err == nil {
 		t.Error("3-stage allocation accepted for 4 stages")

@@ -13,7 +13,7 @@ const (
 	// for benchmarks, it replaces their sweep of modes.
 	EnvMode = "NATSPIPE_MODE"
 	// EnvConcurrency is an async worker's messages in stage work at once.
-	EnvConcurrency = "NATSPIPE_CONCURRENCY"
+	EnvConcurrency = pipelines.EnvConcurrency
 )
 
 // ModeFromEnv reads NATSPIPE_MODE, def when unset.

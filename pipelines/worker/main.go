@@ -22,6 +22,9 @@ import (
 // Program is the name the worker uses in its messages.
 const Program = "natspipe-worker"
 
+// MaxTimeout bounds -ready-timeout and -drain-timeout.
+const MaxTimeout = time.Hour
+
 // Exit statuses of Main.
 const (
 	ExitOK    = 0 // stopped on request or signal after a clean drain
@@ -122,6 +125,15 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	}
 	if *ready <= 0 || *drain <= 0 {
 		return usage("-ready-timeout and -drain-timeout must be positive")
+	}
+	if *ready > MaxTimeout || *drain > MaxTimeout {
+		return usage("-ready-timeout %v, -drain-timeout %v: want at most %v", *ready, *drain, MaxTimeout)
+	}
+	if *conc < 0 || *conc > pipelines.MaxConcurrency {
+		return usage("-concurrency %d: want 0 (default %d) to %d", *conc, DefaultConcurrency, pipelines.MaxConcurrency)
+	}
+	if err := pipelines.CheckClockEnv(getenv); err != nil {
+		return usage("%v", err)
 	}
 	cfg := Config{
 		NATS:         conn,

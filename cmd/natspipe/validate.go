@@ -1,0 +1,214 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/worker"
+)
+
+// Exit statuses of natspipe run.
+const (
+	exitOK     = 0 // the run passed
+	exitFailed = 1 // the run failed: lost messages, a fault, a server unreachable, a trace not written
+	exitUsage  = 2 // a bad flag, argument or environment variable: nothing was started
+)
+
+// usageError is a bad flag, argument or environment variable of natspipe
+// run, found before anything starts. runExit turns it into exitUsage;
+// every other error is the run's own, exitFailed.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// badInput marks err, if any, as a usage error.
+func badInput(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &usageError{err}
+}
+
+// usagef is a usage error with a formatted message.
+func usagef(format string, a ...any) error { return badInput(fmt.Errorf(format, a...)) }
+
+// runExit is natspipe run's exit status for err: the one place that tells
+// bad input (2) from a failed run (1).
+func runExit(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// setFlags is the set of flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// checkRunOptions checks every value of natspipe run that can be checked on
+// its own, and the environment variables it reads (NATSPIPE_DURATIONS,
+// NATSPIPE_WORK and NATSPIPE_PAYLOAD are checked where the flag defaults
+// are read): each error is a usage error naming the flag or variable, its
+// value and what is wanted. set holds the flags given on the command line,
+// so a value that came from the environment is named by its variable.
+func checkRunOptions(o runOptions, set map[string]bool) error {
+	if err := pipelines.CheckClockEnv(nil); err != nil {
+		return badInput(err)
+	}
+	switch o.variant {
+	case "p0", "p1", "p2", "p3", "p4":
+	default:
+		return usagef("-variant %q: want p0, p1, p2, p3 or p4", o.variant)
+	}
+	ds, err := pipelines.ParseDurations(o.durations)
+	if err != nil {
+		return usagef("-durations %q: %v", o.durations, err)
+	}
+	if _, err := pipelines.ParseWorkModel(o.work); err != nil {
+		return usagef("-work: %v", err)
+	}
+	if o.payload < 0 || o.payload > pipelines.MaxPayload {
+		return usagef("-payload %d: want 0 to %d bytes", o.payload, pipelines.MaxPayload)
+	}
+	if hi := pipelines.MaxMessagesFor(len(ds)); o.n < 1 || o.n > hi {
+		if hi < pipelines.MaxMessages && o.n > hi {
+			return usagef("-n %d with %d stages: want at most %d messages (messages x stages at most %d)",
+				o.n, len(ds), hi, pipelines.MaxStageRecords)
+		}
+		return usagef("-n %d: want 1 to %d messages", o.n, hi)
+	}
+	if o.window < 0 || o.window > pipelines.MaxWindow {
+		return usagef("-window %d: want 0 (sized by Little's law) to %d", o.window, pipelines.MaxWindow)
+	}
+	if o.inflight < 1 || o.inflight > pipelines.MaxInflight {
+		return usagef("-inflight %d: want 1 to %d", o.inflight, pipelines.MaxInflight)
+	}
+	alloc, err := p4.ParseAlloc(o.alloc)
+	if err != nil {
+		return usagef("-alloc: %v", err)
+	}
+	if o.variant == "p4" {
+		if err := alloc.Check(len(ds)); err != nil {
+			return usagef("-alloc: %v (one count per stage of -durations)", err)
+		}
+	}
+	mode, err := worker.ParseMode(o.mode)
+	if err != nil {
+		return usagef("-mode: %v", err)
+	}
+	if o.concurrency < 0 || o.concurrency > pipelines.MaxConcurrency {
+		return usagef("-concurrency %d: want 0 (default %d) to %d", o.concurrency, worker.DefaultConcurrency, pipelines.MaxConcurrency)
+	}
+	if (o.variant == "p3" || o.variant == "p4") && mode == worker.Sync && o.concurrency > 1 {
+		return usagef("-concurrency %d: a sync worker works on one message at a time; add -mode async", o.concurrency)
+	}
+	if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 || o.rate > pipelines.MaxRate {
+		return usagef("-rate %v: want a finite rate in msgs/s, above 0 and at most %g (0: closed loop)", o.rate, pipelines.MaxRate)
+	}
+	if math.IsNaN(o.load) || math.IsInf(o.load, 0) || o.load < 0 || o.load > pipelines.MaxLoad {
+		return usagef("-load %v: want a finite fraction of the bound, above 0 and at most %g (above 1 overloads; 0: closed loop)", o.load, pipelines.MaxLoad)
+	}
+	if o.rate != 0 && o.load != 0 {
+		return usagef("-rate %v and -load %v: give one", o.rate, o.load)
+	}
+	switch a := pipelines.Arrivals(o.arrivals); a {
+	case pipelines.Fixed, pipelines.Poisson:
+	default:
+		return usagef("-arrivals %q: want %q or %q", o.arrivals, pipelines.Fixed, pipelines.Poisson)
+	}
+	if o.timeout < 0 || o.timeout > pipelines.MaxRun {
+		return usagef("-timeout %v: want 0 (derived from the bound) or a positive duration up to %v", o.timeout, pipelines.MaxRun)
+	}
+	if o.workerPath != "" {
+		if err := checkExecutable(o.workerPath); err != nil {
+			return usagef("-worker: %v", err)
+		}
+	}
+	if o.traceName != "" && o.traceDir == "" {
+		return usagef("-trace-name %q: needs -trace DIR (or %s)", o.traceName, trace.EnvTrace)
+	}
+	return nil
+}
+
+// named is how an error names a value: the flag when it was given, else
+// the environment variable its default came from.
+func named(set map[string]bool, flagName, env string) string {
+	if !set[flagName] && os.Getenv(env) != "" {
+		return env
+	}
+	return "-" + flagName
+}
+
+// checkExecutable reports a path that is not an executable regular file.
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s: not an executable file (%v)", path, fi.Mode())
+	}
+	return nil
+}
+
+// checkPlan checks what needs the configuration's bound: an open-loop load
+// needs a finite bound, and neither the messages nor the window may take
+// longer than pipelines.MaxRun at the bound or the open-loop rate (which
+// also keeps the runner's derived timeouts within a time.Duration).
+func checkPlan(o runOptions, bound float64) error {
+	maxRun := pipelines.MaxRun.Seconds()
+	finite := !math.IsInf(bound, 1) && bound > 0
+	if o.load != 0 {
+		if !finite {
+			return usagef("-load %v: the bound of -variant %s with -durations %q is unlimited; give -rate instead", o.load, o.variant, o.durations)
+		}
+		if r := o.load * bound; r > pipelines.MaxRate {
+			return usagef("-load %v: %v x the bound of %.3g msgs/s is above %g msgs/s", o.load, o.load, bound, pipelines.MaxRate)
+		}
+	}
+	rate := o.rate
+	if o.load != 0 {
+		rate = o.load * bound
+	}
+	if rate > 0 {
+		if t := float64(o.n) / rate; t > maxRun {
+			return usagef("-n %d at %.3g msgs/s takes %.1fh: want at most %v (lower -n or raise -rate/-load)", o.n, rate, t/3600, pipelines.MaxRun)
+		}
+	}
+	if !finite {
+		return nil
+	}
+	if t := float64(o.n) / bound; t > maxRun {
+		return usagef("-n %d at the bound of %.3g msgs/s takes %.1fh: want at most %v (lower -n or shorten -durations)", o.n, bound, t/3600, pipelines.MaxRun)
+	}
+	if t := float64(o.window) / bound; t > maxRun {
+		return usagef("-window %d at the bound of %.3g msgs/s takes %.1fh to drain: want at most %v", o.window, bound, t/3600, pipelines.MaxRun)
+	}
+	return nil
+}
+
+// probeTrace checks, last before the run starts, that the trace directory
+// can be written; the error names the directory and the OS error.
+func probeTrace(o runOptions, set map[string]bool) error {
+	if o.traceDir == "" {
+		return nil
+	}
+	if err := trace.ProbeDir(o.traceDir); err != nil {
+		return usagef("%s: %v", named(set, "trace", trace.EnvTrace), err)
+	}
+	return nil
+}
