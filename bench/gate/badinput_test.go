@@ -16,13 +16,21 @@ const hangBound = 10 * time.Second
 // hangBound. A hung f is left running: the test binary ends it.
 func within[T any](t *testing.T, what string, f func() T) T {
 	t.Helper()
+	return withinBound(t, hangBound, what, f)
+}
+
+// withinBound is within with a bound of d.
+func withinBound[T any](t *testing.T, d time.Duration, what string, f func() T) T {
+	t.Helper()
 	done := make(chan T, 1)
 	go func() { done <- f() }()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
 	select {
 	case v := <-done:
 		return v
-	case <-time.After(hangBound):
-		t.Fatalf("%s: no answer within %v (hung)", what, hangBound)
+	case <-timer.C:
+		t.Fatalf("%s: no answer within %v (hung)", what, d)
 		panic("unreachable")
 	}
 }
