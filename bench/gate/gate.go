@@ -144,7 +144,7 @@ type Comparison struct {
 	// baseline is zero and the candidate is not.
 	Change float64
 	// P is the p-value of the test that both samples come from one
-	// distribution; NaN when the comparison was refused.
+	// distribution, in [0, 1]; NaN when the comparison was refused.
 	P float64
 	// Alpha is the significance level used.
 	Alpha float64
@@ -728,7 +728,9 @@ func (g *gater) judge(id ident, ui unitInfo, bv, nv []float64) (Comparison, erro
 	if math.IsNaN(cmp.P) {
 		return Comparison{}, fmt.Errorf("%w: the significance test gave no p-value", ErrBadInput)
 	}
-	c.P = cmp.P
+	// With ties, go-moremath's two-sided U test doubles a one-sided
+	// probability that can exceed one half: a p-value is at most 1.
+	c.P = min(cmp.P, 1)
 	for _, ws := range [][]error{bs.Warnings, ns.Warnings, bsum.Warnings, nsum.Warnings, cmp.Warnings} {
 		for _, w := range ws {
 			if !benignWarning(w) && !slices.Contains(c.Warnings, w.Error()) {
