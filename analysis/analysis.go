@@ -32,6 +32,12 @@
 //     completions), so fill and drain are left out (all completions for
 //     fewer than 20).
 //   - stage percentiles are exact (nearest rank over all completed messages).
+//
+// A completed message whose stamps do not follow its path (sent, then each
+// stage's arrival, start and end in turn, then the sink's receipt) is left
+// out and counted in Run.Skipped; the trace readers refuse such files, so
+// only a trace built in memory can have one. No figure is ever negative or
+// NaN.
 package analysis
 
 import (
@@ -78,10 +84,16 @@ type Run struct {
 	Rate       float64   `json:"rate,omitempty"` // open-loop rate, msgs/s
 	NATSServer string    `json:"nats_server,omitempty"`
 
-	Messages  int     `json:"messages"` // messages in the trace
-	Completed int     `json:"completed"`
-	Lost      int     `json:"lost"`
-	Wall      float64 `json:"wall_ms"` // first intended send to last completion
+	Messages  int `json:"messages"` // messages in the trace
+	Completed int `json:"completed"`
+	Lost      int `json:"lost"`
+	// Skipped counts the completed messages left out because their stamps
+	// contradict each other (see trace's readers, which refuse such
+	// files; a trace built in memory is checked here); Skip says why the
+	// first one was.
+	Skipped int     `json:"skipped,omitempty"`
+	Skip    string  `json:"skip,omitempty"`
+	Wall    float64 `json:"wall_ms"` // first intended send to last completion
 
 	// Throughput is the steady-state completion rate, msgs/s.
 	Throughput float64 `json:"throughput"`
@@ -332,6 +344,13 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 		if len(msg.Stages) != n {
 			return nil, fmt.Errorf("analyze %s: seq %d has %d stage records, want %d", t.Source, msg.Seq, len(msg.Stages), n)
 		}
+		if why := disorder(msg); why != "" {
+			if r.Skipped == 0 {
+				r.Skip = why
+			}
+			r.Skipped++
+			continue
+		}
 		r.Completed++
 		end := msg.Stages[n-1].Finished
 		last = max(last, msg.Received, end)
@@ -359,12 +378,12 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 			_ = pubDelay.RecordValue(pd / 1e3)
 		}
 	}
-	if r.Completed > 0 && first != math.MaxInt64 {
+	if r.Completed > 0 && first < last {
 		r.Wall = ms(time.Duration(last - first))
 	}
 
 	start := first // what completion times count from
-	if m.StartStamp != 0 {
+	if m.StartStamp > 0 {
 		start = min(start, m.StartStamp)
 	}
 	r.Throughput = steadyThroughput(recv, start, m.Window)
@@ -396,11 +415,14 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 			st.Workers = opts.Workers[i]
 		}
 		r.Allocation[i] = st.Workers
-		var busy int64
+		// Summed in float64: int64 nanoseconds overflow on stamps far
+		// apart, and a negative busy time would make a negative
+		// utilization.
+		var busy float64
 		for _, d := range service[i] {
-			busy += d
+			busy += float64(d)
 		}
-		st.Busy = ms(time.Duration(busy))
+		st.Busy = busy / float64(time.Millisecond)
 		st.Service = exactDist(service[i])
 		st.Wait = exactDist(wait[i])
 		if st.Workers > 0 && r.Wall > 0 {
@@ -411,6 +433,32 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 		}
 	}
 	return r, nil
+}
+
+// disorder says what is wrong with a completed message whose stamps do
+// not follow its path (sent, each stage's arrival, start and end, the
+// sink's receipt), naming the fields; "" when nothing is.
+func disorder(msg *trace.Message) string {
+	if msg.Sent < 0 || msg.Intended < 0 {
+		return fmt.Sprintf("seq %d: negative sent or intended stamp", msg.Seq)
+	}
+	prevField, prev := "sent", msg.Sent
+	for i, s := range msg.Stages {
+		name := pipelines.StageName(i)
+		switch {
+		case s.Arrived < prev:
+			return fmt.Sprintf("seq %d: stage %s arrived %d, before %s %d", msg.Seq, name, s.Arrived, prevField, prev)
+		case s.Started < s.Arrived:
+			return fmt.Sprintf("seq %d: stage %s started %d, before it arrived %d", msg.Seq, name, s.Started, s.Arrived)
+		case s.Finished < s.Started:
+			return fmt.Sprintf("seq %d: stage %s finished %d, before it started %d", msg.Seq, name, s.Finished, s.Started)
+		}
+		prevField, prev = "stage "+name+" finished", s.Finished
+	}
+	if msg.Received < prev {
+		return fmt.Sprintf("seq %d: received %d, before %s %d", msg.Seq, msg.Received, prevField, prev)
+	}
+	return ""
 }
 
 // steadyThroughput is the runner's steady-state rate (pipelines.SteadyThroughput).

@@ -48,6 +48,19 @@
 // reports Incomplete unless Options.AllowSmall turns refusals into
 // warnings. Units with assume=exact need one sample.
 //
+// # Input checks
+//
+// Every measurement of both files is checked before anything is compared,
+// whatever the filter: NaN, +Inf and -Inf (as written, or after benchfmt
+// scaled the unit, as 1e308 MB/s becomes B/s), magnitudes above
+// MaxMagnitude, and negative values of the built-in units (KnownUnits: none
+// of them can be negative) are refused, as are more than MaxSamples samples
+// of one benchmark and unit. The error names the file and line and wraps
+// ErrBadInput; "natspipe gate" exits 2. (go-moremath's Mann-Whitney U test
+// never returns on a NaN.) A summary or test that still fails on the
+// samples (assume=normal's t-test panics when a variance underflows) is an
+// ErrBadInput error naming the benchmark and unit, not a verdict.
+//
 // # Directions
 //
 // Whether higher or lower is better for a unit is resolved in this order:

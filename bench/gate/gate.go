@@ -1,11 +1,13 @@
 package gate
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/perf/benchfmt"
@@ -19,6 +21,25 @@ const (
 	DefaultConfidence = 0.95
 	DefaultMinSamples = 6
 )
+
+// Limits on the input. A value or a sample beyond them is refused: past
+// them the statistics overflow, lose their meaning or take unbounded time
+// (go-moremath's Mann-Whitney U test never returns on a NaN).
+const (
+	// MaxMagnitude is the largest absolute value a measurement may have,
+	// after benchfmt tidies its unit (ns/op to sec/op, MB/s to B/s). It
+	// keeps sums, differences and interpolated medians of up to
+	// MaxSamples values finite.
+	MaxMagnitude = 1e150
+	// MaxSamples is the most samples one side may hold for one benchmark
+	// and unit (a -count beyond any real use).
+	MaxSamples = 10000
+)
+
+// ErrBadInput is wrapped by the errors Compare returns for input that
+// cannot be judged: a non-finite, out-of-range or impossible (negative)
+// measurement, too many samples, or samples the statistics fail on.
+var ErrBadInput = errors.New("bad benchmark input")
 
 // Options configures Compare. The zero value is usable: zero fields take
 // the defaults above.
@@ -123,7 +144,7 @@ type Comparison struct {
 	// baseline is zero and the candidate is not.
 	Change float64
 	// P is the p-value of the test that both samples come from one
-	// distribution; NaN when the comparison was refused.
+	// distribution, in [0, 1]; NaN when the comparison was refused.
 	P float64
 	// Alpha is the significance level used.
 	Alpha float64
@@ -379,13 +400,16 @@ func (g *gater) read(in Input, label string) (*side, error) {
 			badLines++
 		case *benchfmt.Result:
 			results++
+			// benchfmt strips the "Benchmark" prefix from names; put
+			// it back so names read as in the file.
+			name := "Benchmark" + rec.Name.String()
+			if err := checkValues(rec, name, label); err != nil {
+				return nil, err
+			}
 			if ok, _ := g.filter.Apply(rec); !ok {
 				continue
 			}
 			kept++
-			// benchfmt strips the "Benchmark" prefix from names; put
-			// it back so names read as in the file.
-			name := "Benchmark" + rec.Name.String()
 			res := g.residue.Project(rec)
 			if s.residues[name] == nil {
 				s.residues[name] = map[benchproc.Key]bool{}
@@ -394,6 +418,10 @@ func (g *gater) read(in Input, label string) (*side, error) {
 			for i, k := range g.proj.ProjectValues(rec) {
 				if _, ok := g.ids[k]; !ok {
 					g.ids[k] = ident{pkg: rec.GetConfig("pkg"), name: name, unit: k.Get(g.unit)}
+				}
+				if len(s.samples[k]) == MaxSamples {
+					file, line := rec.Pos()
+					return nil, fmt.Errorf("%s:%d: %s %s: %w: more than %d samples of %s", file, line, label, name, ErrBadInput, MaxSamples, rec.Values[i].Unit)
 				}
 				s.samples[k] = append(s.samples[k], rec.Values[i].Value)
 			}
@@ -434,6 +462,37 @@ func (g *gater) read(in Input, label string) (*side, error) {
 	return s, nil
 }
 
+// checkValues refuses a result whose measurements the gate cannot judge:
+// NaN or infinite (as written, or after benchfmt scaled the unit), beyond
+// MaxMagnitude, or negative in a built-in unit (KnownUnits), none of which
+// can be negative. The error names the file and line.
+func checkValues(rec *benchfmt.Result, name, label string) error {
+	known := KnownUnits()
+	for _, v := range rec.Values {
+		// Name the value as written; "in B/s" says when it went bad
+		// only as benchfmt scaled it (1e308 MB/s).
+		value, unit, scaled := v.Value, v.Unit, ""
+		if v.OrigUnit != "" && v.OrigUnit != v.Unit {
+			value, unit, scaled = v.OrigValue, v.OrigUnit, " in "+v.Unit
+		}
+		var why string
+		switch x := v.Value; {
+		case math.IsNaN(x) || math.IsInf(x, 0):
+			why = "is not a finite number" + scaled
+		case math.Abs(x) > MaxMagnitude:
+			why = fmt.Sprintf("is out of range: its magnitude%s is above %g", scaled, float64(MaxMagnitude))
+		case x < 0 && known[v.Unit] != Unknown:
+			why = "is negative, and " + unit + " cannot be"
+		default:
+			continue
+		}
+		file, line := rec.Pos()
+		return fmt.Errorf("%s:%d: %s %s: %w: %s %s %s",
+			file, line, label, name, ErrBadInput, strconv.FormatFloat(value, 'g', -1, 64), unit, why)
+	}
+	return nil
+}
+
 func (g *gater) warnf(format string, args ...any) {
 	g.report.Warnings = append(g.report.Warnings, fmt.Sprintf(format, args...))
 }
@@ -470,7 +529,11 @@ func (g *gater) compare(b, n *side) error {
 			}
 			units[id.unit] = ui
 		}
-		g.report.Comparisons = append(g.report.Comparisons, g.judge(id, ui, bv, nv))
+		c, err := g.judge(id, ui, bv, nv)
+		if err != nil {
+			return fmt.Errorf("%s %s (baseline %s, candidate %s): %w", id.name, id.unit, b.name, n.name, err)
+		}
+		g.report.Comparisons = append(g.report.Comparisons, c)
 	}
 	return nil
 }
@@ -590,13 +653,35 @@ func (g *gater) threshold(name, unit string) *Rule {
 	return best
 }
 
-func (g *gater) judge(id ident, ui unitInfo, bv, nv []float64) Comparison {
+// guard runs f, a call into benchmath, and turns a panic into an error:
+// go-moremath panics when its incomplete beta function does not converge,
+// which the t-test of assume=normal reaches for samples whose variance
+// underflows or overflows.
+func guard(what string, f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s failed on these samples: %v", ErrBadInput, what, r)
+		}
+	}()
+	f()
+	return nil
+}
+
+func (g *gater) judge(id ident, ui unitInfo, bv, nv []float64) (Comparison, error) {
 	a := assumption(ui.assumption)
 	th := &benchmath.Thresholds{CompareAlpha: g.opts.Alpha}
 	bs := benchmath.NewSample(slices.Clone(bv), th)
 	ns := benchmath.NewSample(slices.Clone(nv), th)
-	bsum := a.Summary(bs, g.opts.Confidence)
-	nsum := a.Summary(ns, g.opts.Confidence)
+	var bsum, nsum benchmath.Summary
+	if err := guard("the summary", func() {
+		bsum = a.Summary(bs, g.opts.Confidence)
+		nsum = a.Summary(ns, g.opts.Confidence)
+	}); err != nil {
+		return Comparison{}, err
+	}
+	if !isFinite(bsum.Center) || !isFinite(nsum.Center) {
+		return Comparison{}, fmt.Errorf("%w: the %s is not finite (baseline %g, candidate %g)", ErrBadInput, a.SummaryLabel(), bsum.Center, nsum.Center)
+	}
 	rule := g.threshold(id.name, id.unit)
 	c := Comparison{
 		Pkg: id.pkg, Name: id.name, Unit: id.unit,
@@ -633,11 +718,19 @@ func (g *gater) judge(id ident, ui unitInfo, bv, nv []float64) Comparison {
 			NBase: len(bv), NNew: len(nv), Need: need,
 			AlphaBound: alphaBound, Alpha: g.opts.Alpha,
 		})
-		return c
+		return c, nil
 	}
 
-	cmp := a.Compare(bs, ns)
-	c.P = cmp.P
+	var cmp benchmath.Comparison
+	if err := guard("the significance test", func() { cmp = a.Compare(bs, ns) }); err != nil {
+		return Comparison{}, err
+	}
+	if math.IsNaN(cmp.P) {
+		return Comparison{}, fmt.Errorf("%w: the significance test gave no p-value", ErrBadInput)
+	}
+	// With ties, go-moremath's two-sided U test doubles a one-sided
+	// probability that can exceed one half: a p-value is at most 1.
+	c.P = min(cmp.P, 1)
 	for _, ws := range [][]error{bs.Warnings, ns.Warnings, bsum.Warnings, nsum.Warnings, cmp.Warnings} {
 		for _, w := range ws {
 			if !benignWarning(w) && !slices.Contains(c.Warnings, w.Error()) {
@@ -656,5 +749,7 @@ func (g *gater) judge(id ident, ui unitInfo, bv, nv []float64) Comparison {
 	default:
 		c.Verdict = Tolerated
 	}
-	return c
+	return c, nil
 }
+
+func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

@@ -517,6 +517,7 @@ func TestParseThreshold(t *testing.T) {
 		{"0.5", Threshold{0.5, false}, false},
 		{"0%", Threshold{0, true}, false},
 		{"12.5%", Threshold{0.125, true}, false},
+		{"1e-5", Threshold{1e-5, false}, false},
 		{"-5%", Threshold{}, true},
 		{"+5%", Threshold{}, true},
 		{"five", Threshold{}, true},

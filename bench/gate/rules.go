@@ -66,7 +66,7 @@ type Threshold struct {
 func ParseThreshold(s string) (Threshold, error) {
 	num, rel := strings.CutSuffix(s, "%")
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || strings.ContainsAny(num, "+-") {
+	if err != nil || strings.HasPrefix(num, "+") || strings.HasPrefix(num, "-") {
 		return Threshold{}, fmt.Errorf("threshold %q: want a non-negative number, or a percentage such as 5%%", s)
 	}
 	if math.IsInf(v, 0) || math.IsNaN(v) {
@@ -196,7 +196,9 @@ func ParseRule(line, source string) (Rule, error) {
 func ParseConfig(r io.Reader, name string) (*Config, error) {
 	cfg := &Config{}
 	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		src := fmt.Sprintf("%s:%d", name, n)
 		alpha, rule, err := parseLine(sc.Text(), src)
 		if err != nil {
@@ -210,7 +212,7 @@ func ParseConfig(r io.Reader, name string) (*Config, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+		return nil, fmt.Errorf("%s:%d: reading: %w", name, n+1, err)
 	}
 	return cfg, nil
 }
@@ -310,6 +312,9 @@ func parseLine(line, source string) (alpha float64, rule *Rule, err error) {
 				if u, ok := strings.CutPrefix(f, "unit="); ok {
 					t.Value, _ = benchunit.Tidy(t.Value, u)
 				}
+			}
+			if math.IsInf(t.Value, 0) || math.IsNaN(t.Value) {
+				return 0, nil, fmt.Errorf("threshold %s: not a finite number in %s", unitThreshold, r.Unit)
 			}
 		}
 		r.Threshold = &t

@@ -19,7 +19,7 @@ import (
 // Exit codes of "natspipe analyze" and "natspipe report".
 const (
 	analyzeExitOK    = 0
-	analyzeExitError = 1 // a trace could not be read or analysed, or the report not written
+	analyzeExitError = 1 // no trace could be read and analysed, or the report not written
 	analyzeExitUsage = 2 // bad flags or arguments
 )
 
@@ -30,7 +30,9 @@ prints text tables: configurations, runs (throughput against bound,
 end-to-end latency percentiles, transit), stages (service time, queue wait,
 utilization, the bottleneck marked *) and, for open-loop runs, latency from
 the intended send and publish delay. A TRACE may be a directory: its .jsonl
-files are read (its .csv files if it has no .jsonl).
+files are read (its .csv files if it has no .jsonl). A trace that cannot be
+read or has no completed message is skipped with a note on stderr; it fails
+only when no trace is usable.
 
 With -o DIR it also writes the charts (PNG and SVG), analysis.json and
 report.html into DIR. With -json it prints JSON instead of tables.
@@ -45,7 +47,9 @@ const reportUsage = `usage: natspipe report -o DIR [flags] TRACE...
 Writes DIR/report.html: the analysis tables of "natspipe analyze" and its
 charts (latency by percentile, per-stage wait and service, throughput against
 bound, a timeline per run), as PNG and SVG in DIR, with the numbers as
-DIR/analysis.json. Prints the report's path.
+DIR/analysis.json. Prints the report's path. A trace that cannot be read or
+has no completed message is skipped with a note on stderr; it fails only
+when no trace is usable.
 
 Flags:
 `
@@ -130,17 +134,25 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	if len(opts.Labels) > 0 && len(opts.Labels) != len(files) {
 		return usageErr("-labels has %d names for %d traces", len(opts.Labels), len(files))
 	}
-	traces := make([]*trace.Trace, 0, len(files))
-	for _, f := range files {
-		t, err := trace.ReadFile(f)
-		if err != nil {
-			return fail(err)
+	traces, kept, skipped := usableTraces(files, stderr, name)
+	if len(traces) == 0 {
+		return fail(fmt.Errorf("no usable traces (%d skipped)", skipped))
+	}
+	if len(opts.Labels) > 0 {
+		labels := make([]string, len(kept))
+		for i, k := range kept {
+			labels[i] = opts.Labels[k]
 		}
-		traces = append(traces, t)
+		opts.Labels = labels
 	}
 	rep, err := analysis.Analyze(traces, opts)
 	if err != nil {
 		return fail(err)
+	}
+	for _, r := range rep.Runs {
+		if r.Skipped > 0 {
+			fmt.Fprintf(stderr, "natspipe %s: %s: left out %d message(s) with stamps out of order, the first: %s\n", name, r.Label, r.Skipped, r.Skip)
+		}
 	}
 
 	var reportPath string
@@ -165,6 +177,38 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	return analyzeExitOK
+}
+
+// usableTraces reads files and returns the traces worth analysing, with
+// their indexes in files. A trace that cannot be read (the reader's error
+// names the file, line and field) or has no completed message is skipped
+// with a line on stderr saying which and why; skipped counts them.
+func usableTraces(files []string, stderr io.Writer, name string) (traces []*trace.Trace, kept []int, skipped int) {
+	for i, f := range files {
+		t, err := trace.ReadFile(f)
+		if err == nil {
+			err = hasCompletions(t)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "natspipe %s: skipped %v\n", name, err) // err names f
+			skipped++
+			continue
+		}
+		traces = append(traces, t)
+		kept = append(kept, i)
+	}
+	return traces, kept, skipped
+}
+
+// hasCompletions reports an error when no message of t came back: such a
+// run has no latency, service time or throughput to show or plot.
+func hasCompletions(t *trace.Trace) error {
+	for i := range t.Messages {
+		if t.Messages[i].Completed() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: no completed messages (%d in the trace, %d lost)", t.Source, len(t.Messages), len(t.Meta.Lost))
 }
 
 // traceFiles expands directories into the trace files they hold: the .jsonl

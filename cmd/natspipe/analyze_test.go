@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +156,65 @@ func TestAnalyzeErrors(t *testing.T) {
 	}
 	if code, _, _ := analyzeCapture(analyzeCmd, "-h"); code != 0 {
 		t.Errorf("-h: exit %d, want 0", code)
+	}
+}
+
+// TestAnalyzeSkipsUnusableTraces: in a directory with a good trace, one
+// with no completed message and one with stamps out of order, analyze and
+// report show the good one and name the others on stderr with the reason;
+// with no usable trace they fail.
+func TestAnalyzeSkipsUnusableTraces(t *testing.T) {
+	src := writeAnalyzeTraces(t)
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join(src, "fast.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := `{"type":"header","format":"natspipe-trace","version":1,"variant":"p3","stages":1,"durations_ns":[1000000],"n":1,"messages":1,"lost":[0]}` + "\n" +
+		`{"type":"msg","seq":0,"intended":5,"sent":0,"received":0}` + "\n"
+	disordered := `{"type":"header","format":"natspipe-trace","version":1,"variant":"p3","stages":1,"durations_ns":[0],"n":1,"messages":1}` + "\n" +
+		`{"type":"msg","seq":0,"id":"a","intended":1,"sent":1,"received":5,"stages":[{"stage":1,"worker":"w","arrived":1,"started":1,"finished":9223372036854775807}]}` + "\n"
+	for name, data := range map[string]string{"a-good.jsonl": string(good), "b-lost.jsonl": lost, "c-disordered.jsonl": disordered} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr := []string{
+		"natspipe %s: skipped " + filepath.Join(dir, "b-lost.jsonl") + ": no completed messages (1 in the trace, 1 lost)\n",
+		"natspipe %s: skipped " + filepath.Join(dir, "c-disordered.jsonl") + ":2: malformed trace: seq 0: received 5, before stage S1 finished 9223372036854775807 (stamps out of order)\n",
+	}
+	out := t.TempDir()
+	for _, c := range []struct {
+		name string
+		run  func([]string, *bytes.Buffer, *bytes.Buffer) int
+		args []string
+		want string
+	}{
+		{"analyze", analyzeCmd, []string{dir}, "p0"},
+		{"report", reportCmd, []string{"-o", out, dir}, filepath.Join(out, "report.html")},
+	} {
+		code, stdout, errs := analyzeCapture(c.run, c.args...)
+		if code != 0 || !strings.Contains(stdout, c.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 0 and %q", c.name, code, stdout, errs, c.want)
+		}
+		for _, w := range wantErr {
+			if w = fmt.Sprintf(w, c.name); !strings.Contains(errs, w) {
+				t.Errorf("%s: stderr %q\nwant %q", c.name, errs, w)
+			}
+		}
+		if strings.Contains(stdout, "p3") {
+			t.Errorf("%s: a skipped trace is in the output:\n%s", c.name, stdout)
+		}
+	}
+	// -labels name the traces given, skipped ones included.
+	code, stdout, errs := analyzeCapture(analyzeCmd, "-labels", "first,second", filepath.Join(dir, "b-lost.jsonl"), filepath.Join(dir, "a-good.jsonl"))
+	if code != 0 || !strings.Contains(stdout, "second") || strings.Contains(stdout, "first") {
+		t.Errorf("labels: exit %d, stderr %q, stdout:\n%s", code, errs, stdout)
+	}
+	for _, run := range []func([]string, *bytes.Buffer, *bytes.Buffer) int{analyzeCmd, reportCmd} {
+		code, _, errs := analyzeCapture(run, "-o", t.TempDir(), filepath.Join(dir, "b-lost.jsonl"), filepath.Join(dir, "c-disordered.jsonl"))
+		if code != 1 || !strings.Contains(errs, "no usable traces (2 skipped)") {
+			t.Errorf("none usable: exit %d, stderr %q; want 1 and \"no usable traces (2 skipped)\"", code, errs)
+		}
 	}
 }

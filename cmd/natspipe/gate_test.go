@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeGateBench writes count repetitions of one synthetic benchmark per
@@ -215,5 +216,52 @@ func TestGatePrintUnits(t *testing.T) {
 	code, out, _ := runGateCapture("-print-units", "-better", "widgets/s=higher")
 	if code != 0 || !strings.Contains(out, "Unit msgs/s better=higher\n") || !strings.Contains(out, "Unit widgets/s better=higher\n") {
 		t.Errorf("exit %d, output:\n%s", code, out)
+	}
+}
+
+// TestGateNaN: a NaN in a benchmark file made the gate spin forever in
+// go-moremath's Mann-Whitney U test. It must exit 2 naming the file and
+// line. The bound only tells a hang from an answer (which takes
+// milliseconds); it is not a speed requirement.
+func TestGateNaN(t *testing.T) {
+	base := writeGateBench(t, 1, 8, []string{gateTestP3}, nil, 0)
+	data, err := os.ReadFile(writeGateBench(t, 2, 8, []string{gateTestP3}, nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	const line = 9 // the third result: 2 unit lines, 4 configuration lines
+	if !strings.HasPrefix(lines[line-1], gateTestP3) {
+		t.Fatalf("line %d is not a result: %q", line, lines[line-1])
+	}
+	lines[line-1] = gateTestP3 + " \t100\t10000000 ns/op\tNaN msgs/s\t0.95 eff\t40 allocs/op"
+	nan := filepath.Join(t.TempDir(), "nan.txt")
+	if err := os.WriteFile(nan, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	for _, args := range [][]string{{base, nan}, {nan, base}, {"-filter", ".unit:eff", base, nan}} {
+		done := make(chan result, 1)
+		go func() {
+			code, out, errOut := runGateCapture(args...)
+			done <- result{code, out, errOut}
+		}()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("gate %q: no answer within 10s (hung)", args)
+		}
+		side := "candidate"
+		if args[0] == nan {
+			side = "baseline"
+		}
+		want := fmt.Sprintf("natspipe gate: %s:%d: %s %s: bad benchmark input: NaN msgs/s is not a finite number\n", nan, line, side, gateTestP3)
+		if r.code != 2 || r.errOut != want || r.out != "" {
+			t.Errorf("gate %q: exit %d, stdout %q, stderr %q; want exit 2, no stdout, stderr %q", args, r.code, r.out, r.errOut, want)
+		}
 	}
 }

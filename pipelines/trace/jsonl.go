@@ -225,5 +225,28 @@ func validateMessage(msg *Message, m *Meta, prev *Message) error {
 				ErrMalformed, msg.Seq, pipelines.StageName(i), s.Arrived, s.Started, s.Finished)
 		}
 	}
+	return checkOrder(msg)
+}
+
+// checkOrder checks that a completed message's stamps follow its path:
+// sent, then each stage's arrival after the previous stage's end, then the
+// sink's receipt after the last stage's end. Every stamp of a trace is on
+// one clock (the host's monotonic clock, or synchronized wall clocks), so
+// a message out of order is corrupt, or its clocks were not synchronized;
+// the figures derived from it (waits, transit, wall time, utilization)
+// would be wrong or negative.
+func checkOrder(msg *Message) error {
+	prevField, prev := "sent", msg.Sent
+	for i, s := range msg.Stages {
+		if s.Arrived < prev {
+			return fmt.Errorf("%w: seq %d: stage %s arrived %d, before %s %d (stamps out of order)",
+				ErrMalformed, msg.Seq, pipelines.StageName(i), s.Arrived, prevField, prev)
+		}
+		prevField, prev = "stage "+pipelines.StageName(i)+" finished", s.Finished
+	}
+	if msg.Received < prev {
+		return fmt.Errorf("%w: seq %d: received %d, before %s %d (stamps out of order)",
+			ErrMalformed, msg.Seq, msg.Received, prevField, prev)
+	}
 	return nil
 }
