@@ -75,21 +75,34 @@ type Runner struct {
 	run *runState // nil between runs
 }
 
+// msgState is where one message of a run stands.
+type msgState uint8
+
+const (
+	pending   msgState = iota // not sent, or sent and not back
+	completed                 // came back within the loss timeout
+	lost                      // declared lost, not back (yet)
+	late                      // declared lost, then came back
+)
+
 type runState struct {
 	n int
 	// records[seq] holds the message's ID, seq and send time from its send
 	// on, and all of it once it completes.
 	records    []Record
 	sentMono   []time.Time
-	done       []bool
-	completed  int
-	lost       []uint64
-	late       int
-	duplicates int
-	strays     int
+	state      []msgState
+	sent       int // messages handed to the sender
+	completed  int // completed or late
+	lost       int // in state lost
+	late       int // in state late
+	duplicates []uint64
+	strays     []Stray
+	nStrays    int
 	rejected   int
 	rejectErrs []string
 	violations []string
+	incidents  []Incident
 	recvMono   []time.Duration // completion times since start, in completion order
 	start      time.Time
 	slots      chan struct{}
@@ -159,7 +172,7 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 		n:        n,
 		records:  make([]Record, n),
 		sentMono: make([]time.Time, n),
-		done:     make([]bool, n),
+		state:    make([]msgState, n),
 		recvMono: make([]time.Duration, 0, n),
 		slots:    make(chan struct{}, r.cfg.Window),
 		allDone:  make(chan struct{}),
@@ -201,16 +214,28 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	r.run = nil
 	res := r.result(st, end)
 	r.mu.Unlock()
+	var cause error
 	switch {
 	case st.fault != nil:
-		return res, fmt.Errorf("run %s: %w", r.cfg.Variant, st.fault)
+		cause, res.EndedBy = st.fault, "fault: "+st.fault.Error()
 	case sendErr != nil:
-		return res, fmt.Errorf("run %s: %w (%s)", r.cfg.Variant, sendErr, r.missing(st))
+		cause, res.EndedBy = sendErr, "send failed: "+sendErr.Error()
 	case waitErr != nil:
-		return res, fmt.Errorf("run %s: gave up after %v: %s", r.cfg.Variant, timeout, r.missing(st))
+		cause, res.EndedBy = waitErr, fmt.Sprintf("timeout: gave up after %v", timeout)
 	}
-	return res, res.Err()
+	err := res.Err()
+	if cause != nil {
+		err = &endError{err: err, cause: cause}
+	}
+	return res, err
 }
+
+// endError is the error of a run that ended early: its message is the
+// result's whole account, and it wraps the cause (a fault, a context error).
+type endError struct{ err, cause error }
+
+func (e *endError) Error() string { return e.err.Error() }
+func (e *endError) Unwrap() error { return e.cause }
 
 func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 	var rng *rand.Rand
@@ -262,6 +287,7 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 		r.mu.Lock()
 		st.sentMono[i] = now
 		st.records[i] = Record{Envelope: Envelope{ID: env.ID, Seq: env.Seq, Sent: env.Sent}, Intended: Stamp(intended)}
+		st.sent = i + 1
 		r.mu.Unlock()
 		var err error
 		if buf, err = env.Append(buf[:0]); err != nil {
@@ -323,23 +349,23 @@ func (r *Runner) detectLoss(ctx context.Context, st *runState) {
 		}
 		r.mu.Lock()
 		for ; oldest < st.n; oldest++ {
-			if st.done[oldest] {
+			if st.state[oldest] != pending {
 				continue
 			}
 			sent := st.sentMono[oldest]
 			if sent.IsZero() || time.Since(sent) < r.cfg.LossTimeout {
 				break
 			}
-			st.done[oldest] = true
-			st.lost = append(st.lost, uint64(oldest))
+			st.state[oldest] = lost
+			st.lost++
 			r.accountLocked(st)
 		}
 		r.mu.Unlock()
 	}
 }
 
-// settled counts the messages completed or declared lost.
-func (st *runState) settled() int { return st.completed + len(st.lost) }
+// settled counts the messages completed (late included) or declared lost.
+func (st *runState) settled() int { return st.completed + st.lost }
 
 // accountLocked follows one message settling, completed or lost.
 func (r *Runner) accountLocked(st *runState) {
@@ -370,19 +396,28 @@ func (r *Runner) Complete(msg []byte, recv time.Time) {
 		return
 	}
 	if env.Seq >= uint64(st.n) || env.ID == "" || st.records[env.Seq].ID != env.ID {
-		st.strays++
-		return
-	}
-	seq := env.Seq
-	if st.done[seq] {
-		if st.records[seq].Received == 0 {
-			st.late++ // declared lost, then came back
-		} else {
-			st.duplicates++
+		st.nStrays++
+		if len(st.strays) < MaxListed {
+			st.strays = append(st.strays, Stray{ID: env.ID, Seq: env.Seq})
 		}
 		return
 	}
-	st.done[seq] = true
+	seq := env.Seq
+	switch st.state[seq] {
+	case completed, late:
+		if len(st.duplicates) < MaxListed {
+			st.duplicates = append(st.duplicates, seq)
+		}
+		return
+	case lost:
+		// Declared lost, then came back: late, not lost. Its window slot
+		// was freed when it was declared lost, and it stays settled.
+		st.state[seq] = late
+		st.lost--
+		st.late++
+	default:
+		st.state[seq] = completed
+	}
 	st.completed++
 	env.Payload = nil
 	rec := &st.records[seq]
@@ -390,7 +425,9 @@ func (r *Runner) Complete(msg []byte, recv time.Time) {
 	rec.Received = Stamp(recv)
 	st.recvMono = append(st.recvMono, recv.Sub(st.start))
 	r.check(st, &env)
-	r.accountLocked(st)
+	if st.state[seq] == completed {
+		r.accountLocked(st)
+	}
 }
 
 // check records what is wrong with a completed message.
@@ -447,29 +484,33 @@ func (r *Runner) Fault(err error) {
 	close(st.faulted)
 }
 
-// missing describes the messages not yet accounted for; r.mu is held.
-func (r *Runner) missing(st *runState) string {
-	var seqs []uint64
-	for i, d := range st.done {
-		if !d {
-			seqs = append(seqs, uint64(i))
-		}
+// Incident implements IncidentSink: it records what happened to a worker
+// in the run in progress (dropped between runs).
+func (r *Runner) Incident(in Incident) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.run
+	if st == nil {
+		return
 	}
-	last := StageName(r.cfg.Spec.Stages() - 1)
-	if len(seqs) == 0 && len(st.lost) == 0 {
-		return "every message accounted for"
+	if len(st.incidents) < MaxListed {
+		st.incidents = append(st.incidents, in)
 	}
-	return fmt.Sprintf("%d of %d messages never reached %s: %s", len(seqs)+len(st.lost), st.n, last, seqList(append(st.lost, seqs...)))
 }
 
-func seqList(seqs []uint64) string {
+// MaxListed bounds the duplicates, strays and incidents a Result lists one
+// by one; their counts are always exact.
+const MaxListed = 1000
+
+// seqList formats seqs ascending as "seq 3, 7, 12 ... (n more)", at most
+// show of them (all when show <= 0).
+func seqList(seqs []uint64, show int) string {
 	seqs = append([]uint64(nil), seqs...)
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-	const show = 20
 	var b strings.Builder
 	b.WriteString("seq ")
 	for i, s := range seqs {
-		if i == show {
+		if show > 0 && i == show {
 			fmt.Fprintf(&b, " ... (%d more)", len(seqs)-show)
 			break
 		}

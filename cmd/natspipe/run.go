@@ -47,6 +47,8 @@ type runOptions struct {
 	workerPath  string
 	timeout     time.Duration
 	set         map[string]bool // the flags given on the command line
+	// onWorkerExit is the P3/P4 policy for a worker that dies mid-run.
+	onWorkerExit string
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
@@ -79,6 +81,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
+	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(worker.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -121,6 +124,10 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	mode, err := worker.ParseMode(o.mode)
 	if err != nil {
 		return plan{}, err
+	}
+	onExit, err := worker.ParseExitPolicy(o.onWorkerExit)
+	if err != nil {
+		return plan{}, fmt.Errorf("-on-worker-exit: %w", err)
 	}
 	launcher := func() (worker.Launcher, error) {
 		if o.workerPath != "" {
@@ -169,6 +176,7 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
 			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
 				procs := worker.Processes{NATS: conn, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
+				procs.OnWorkerExit = onExit
 				if o.variant == "p3" {
 					return p3.Start(ctx, procs, spec, sink)
 				}
@@ -270,15 +278,16 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 	return res, runErr
 }
 
+// printResult prints the run's Report: the summary, then every lost,
+// late, unaccounted, duplicate and stray message by seq (or ID), the worker
+// incidents, violations and rejections, the same account as Result.Err and
+// the trace's header.
 func printResult(w io.Writer, res *pipelines.Result) {
-	fmt.Fprintln(w, res.Summary())
+	fmt.Fprintln(w, res.Report())
 	if res.Rate > 0 && res.PublishDelay != nil {
 		fmt.Fprintf(w, "open loop at %.2f msgs/s: publish delay p50 %v p99 %v\n", res.Rate,
 			time.Duration(res.PublishDelay.ValueAtQuantile(50))*time.Microsecond,
 			time.Duration(res.PublishDelay.ValueAtQuantile(99))*time.Microsecond)
-	}
-	for _, e := range res.RejectErrs {
-		fmt.Fprintf(w, "rejected: %s\n", e)
 	}
 }
 

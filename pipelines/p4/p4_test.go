@@ -8,19 +8,16 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/fleetbench"
 	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
-	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -288,139 +285,104 @@ func beforeCount(ss []worker.Stats, name string) uint64 {
 	return 0
 }
 
-// spy records, from a plain subscription beside the queue group, which
-// messages entered a stage and which left it.
-type spy struct {
-	mu       sync.Mutex
-	in, out  map[uint64]bool
-	finished int
+// runAsync starts a run of n messages and returns the channel its outcome
+// comes on.
+func (r *rig) runAsync(n int) <-chan outcome {
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := r.runner.Run(context.Background(), r.ep, n)
+		done <- outcome{res, err}
+	}()
+	return done
 }
 
-func newSpy(t *testing.T, conn natsconn.Config, subjects bus.Subjects, stage, stages int) *spy {
+type outcome struct {
+	res *pipelines.Result
+	err error
+}
+
+// wait waits, at most a minute, for a run's outcome.
+func wait(t *testing.T, done <-chan outcome) (*pipelines.Result, error) {
 	t.Helper()
-	s := &spy{in: map[uint64]bool{}, out: map[uint64]bool{}}
-	nc, err := bus.Connect(conn, "spy", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	record := func(into map[uint64]bool, done bool) nats.MsgHandler {
-		return func(m *nats.Msg) {
-			var env pipelines.Envelope
-			if env.Decode(m.Data) != nil {
-				return
-			}
-			s.mu.Lock()
-			into[env.Seq] = true
-			if done {
-				s.finished++
-			}
-			s.mu.Unlock()
+	select {
+	case o := <-done:
+		if o.res == nil {
+			t.Fatalf("no result: %v", o.err)
 		}
+		t.Logf("report:\n%s\nerror: %v", o.res.Report(), o.err)
+		return o.res, o.err
+	case <-time.After(time.Minute):
+		t.Fatal("run did not end within a minute")
 	}
-	for subj, h := range map[string]nats.MsgHandler{
-		subjects.Stage(stage):        record(s.in, false),
-		subjects.Next(stage, stages): record(s.out, false),
-		subjects.Done():              record(map[uint64]bool{}, true),
-	} {
-		sub, err := nc.Subscribe(subj, h)
-		if err == nil {
-			err = bus.Unlimit(sub)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return nil, nil
 }
 
-func (s *spy) completions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.finished
+// waitFor polls cond every 5 ms until it holds, failing t after timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: still waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
-// vanished lists the messages that entered the stage and never left it.
-func (s *spy) vanished() []uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var v []uint64
-	for seq := range s.in {
-		if !s.out[seq] {
-			v = append(v, seq)
+func incidentsOf(res *pipelines.Result, worker string, kind pipelines.IncidentKind) []pipelines.Incident {
+	var out []pipelines.Incident
+	for _, in := range res.Incidents {
+		if in.Worker == worker && in.Kind == kind {
+			out = append(out, in)
 		}
 	}
-	slices.Sort(v)
-	return v
+	return out
 }
 
+// TestKillS2WorkerMidRun kills (SIGKILL, from outside) an S2 worker while it
+// holds messages: under the default policy the run goes on with the three
+// others, names the dead worker, and reports lost exactly the messages that
+// entered S2 and never left it.
 func TestKillS2WorkerMidRun(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	spec := testSpec()
 	const n = 400
 	const lossTimeout = 1500 * time.Millisecond
 	r := newRig(t, spec, Options{Alloc: Alloc{1, 4, 1, 1}}, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: time.Minute})
-	sp := newSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
+	sp := varianttest.NewSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
 	const victim = "p4-S2-w2"
 
-	type outcome struct {
-		res *pipelines.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	start := time.Now()
-	go func() {
-		res, err := r.runner.Run(context.Background(), r.ep, n)
-		done <- outcome{res, err}
-	}()
-	for sp.completions() < n/3 {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("only %d completions after 30s", sp.completions())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	exit, err := r.pipe.Kill(victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	killed := pipelines.Now()
-	t.Logf("killed %s: %s", victim, exit.Status())
+	done := r.runAsync(n)
+	waitFor(t, "a third of the messages", 30*time.Second, func() bool { return sp.Completions() >= n/3 })
+	held, killedAt := sp.KillHolding(t, r.pipe.PID(victim), 30*time.Second)
+	killed := pipelines.Stamp(killedAt)
+	t.Logf("killed %s holding at least %v", victim, held)
 
-	var o outcome
-	select {
-	case o = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("run did not end within a minute")
+	res, err := wait(t, done)
+	if ferr := r.pipe.Err(); ferr == nil || !strings.Contains(ferr.Error(), victim) {
+		t.Errorf("fleet Err() = %v, want the death of %s", ferr, victim)
 	}
-	res, err := o.res, o.err
-	if res == nil {
-		t.Fatalf("no result: %v", err)
-	}
-	t.Log(res.Summary())
-	if took := time.Since(start); took > 20*time.Second {
-		t.Errorf("run took %v", took)
-	}
-	if err := r.pipe.Err(); err != nil {
-		t.Errorf("deliberate kill treated as a fault: %v", err)
+	died := incidentsOf(res, victim, pipelines.WorkerDied)
+	if len(died) != 1 || !strings.Contains(died[0].Detail, "killed by signal killed") {
+		t.Errorf("incidents %v, want %s's death with its exit status", res.Incidents, victim)
 	}
 	// Core NATS is at-most-once: what the victim held is lost, and the run
 	// says exactly which messages those were.
-	want := sp.vanished()
-	if len(want) == 0 {
-		t.Fatal("the killed worker held no message; nothing to check")
-	}
+	want := sp.Vanished()
 	if !slices.Equal(res.Lost, want) {
 		t.Errorf("run reports lost %v; messages that entered S2 and never left: %v", res.Lost, want)
 	}
-	if err == nil || !strings.Contains(err.Error(), "lost") {
-		t.Errorf("run error %v, want one reporting lost messages", err)
+	for _, seq := range held {
+		if !slices.Contains(res.Lost, seq) {
+			t.Errorf("seq %d, held by the victim, is not reported lost", seq)
+		}
 	}
-	if res.Completed+len(res.Lost) != n || res.Duplicates != 0 || len(res.Violations) != 0 || res.Late != 0 {
-		t.Errorf("completed %d + lost %d of %d, duplicates %d, late %d, violations %v",
-			res.Completed, len(res.Lost), n, res.Duplicates, res.Late, res.Violations)
+	if err == nil || !strings.Contains(err.Error(), "lost") || !strings.Contains(err.Error(), victim+" died") {
+		t.Errorf("run error %v, want one reporting lost messages and the death", err)
+	}
+	if res.EndedBy != "" || res.Completed+len(res.Lost) != n || res.Duplicates != 0 || len(res.Violations) != 0 || res.Late != 0 {
+		t.Errorf("ended by %q, completed %d + lost %d of %d, duplicates %d, late %d, violations %v",
+			res.EndedBy, res.Completed, len(res.Lost), n, res.Duplicates, res.Late, res.Violations)
 	}
 	// The other workers kept serving: messages sent after the kill came back,
 	// none through the victim.
@@ -442,36 +404,165 @@ func TestKillS2WorkerMidRun(t *testing.T) {
 	t.Logf("%d lost (%v), %d messages sent after the kill completed", len(res.Lost), res.Lost, later)
 }
 
-func TestCrashingWorkerFailsRunFast(t *testing.T) {
+// TestStoppedWorker stops an S2 worker (SIGSTOP) for longer than the loss
+// timeout, then resumes it: the fleet names it unresponsive while stopped
+// and back after, and the messages it held come back late, not lost.
+func TestStoppedWorker(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	spec := testSpec()
-	const crasher = "p4-S2-w1"
-	opts := Options{Alloc: Alloc{1, 2, 1, 1}, Processes: worker.Processes{Env: func(id worker.WorkerID) []string {
-		if id.Name == crasher {
-			return []string{worker.EnvCrash + "=20:3"}
+	const n = 3000
+	const lossTimeout = time.Second
+	opts := Options{Alloc: Alloc{1, 4, 1, 1}, Processes: worker.Processes{Liveness: time.Second}}
+	r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: 2 * time.Minute})
+	sp := varianttest.NewSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
+	const victim = "p4-S2-w3"
+	pid := r.pipe.PID(victim)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) // before the fleet's Close
+
+	done := r.runAsync(n)
+	waitFor(t, "a tenth of the messages", 30*time.Second, func() bool { return sp.Completions() >= n/10 })
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	waitFor(t, victim+" named unresponsive", 30*time.Second, func() bool { return slices.Contains(r.pipe.Unresponsive(), victim) })
+	t.Logf("named unresponsive %v after the stop", time.Since(stopped).Round(time.Millisecond))
+	// Stopped past the loss timeout of the messages it got once stopped.
+	waitFor(t, "a message stuck at the stopped worker past the loss timeout", 30*time.Second, func() bool {
+		return time.Since(stopped) > 2*lossTimeout+varianttest.Stuck
+	})
+	if entered := sp.Entered(); entered > n*3/4 {
+		t.Fatalf("%d of %d messages sent while %s was stopped: too few left to see its messages come back", entered, n, victim)
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resumed %s after %v", victim, time.Since(stopped).Round(time.Millisecond))
+
+	res, err := wait(t, done)
+	if len(res.Lost) != 0 || res.Completed != n || res.EndedBy != "" || len(res.Unaccounted) != 0 {
+		t.Errorf("lost %v, completed %d of %d, ended by %q", res.Lost, res.Completed, n, res.EndedBy)
+	}
+	if res.Late == 0 {
+		t.Error("no message came back late; the worker was stopped past the loss timeout")
+	}
+	for _, seq := range res.LateSeqs {
+		if w := res.Records[seq].Stages[1].Worker; w != victim {
+			t.Errorf("late seq %d passed S2 on %s, not the stopped %s", seq, w, victim)
 		}
-		return nil
-	}}}
-	r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: 30 * time.Second, Timeout: time.Minute})
-	start := time.Now()
-	res, err := r.runner.Run(context.Background(), r.ep, 1000)
-	took := time.Since(start)
-	if err == nil {
-		t.Fatalf("run succeeded: %s", res.Summary())
 	}
-	t.Logf("run failed after %v: %v", took, err)
-	for _, want := range []string{crasher, "exit status 3", "crashing on purpose"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error does not mention %q", want)
+	if len(incidentsOf(res, victim, pipelines.WorkerUnresponsive)) == 0 || len(incidentsOf(res, victim, pipelines.WorkerBack)) == 0 {
+		t.Errorf("incidents %v, want %s unresponsive and back", res.Incidents, victim)
+	}
+	for _, in := range res.Incidents {
+		if in.Worker != victim {
+			t.Errorf("incident of a worker never stopped: %v", in)
 		}
 	}
-	if took > 10*time.Second {
-		t.Errorf("run took %v to fail; the loss timeout is 30s", took)
+	if err == nil || !strings.Contains(err.Error(), "late") || strings.Contains(err.Error(), "lost") {
+		t.Errorf("error %v, want one reporting late messages and none lost", err)
 	}
-	// The fleet keeps the fault, naming the worker, for callers that check
-	// it before a later run (fleetbench refuses to run on a faulted fleet).
-	if err := r.pipe.Err(); err == nil || !strings.Contains(err.Error(), crasher) {
-		t.Errorf("after a worker crashed, Err() = %v, want an error naming %s", err, crasher)
+	if got := r.pipe.Unresponsive(); len(got) != 0 {
+		t.Errorf("still unresponsive after the run: %v", got)
+	}
+}
+
+// TestServerDies shuts the NATS server down mid-run: the run ends at once
+// on the fault and reports, by seq, every message it sent and never got
+// back; a stray envelope published before is counted and shown.
+func TestServerDies(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	spec := testSpec()
+	const n = 2000
+	r := newRig(t, spec, Options{Alloc: Alloc{1, 2, 1, 1}}, pipelines.RunConfig{LossTimeout: 30 * time.Second, Timeout: time.Minute})
+	if r.srv.External {
+		t.Skip("the server is NATS_URL's: not ours to shut down")
+	}
+	sp := varianttest.NewSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
+	done := r.runAsync(n)
+	waitFor(t, "a tenth of the messages", 30*time.Second, func() bool { return sp.Completions() >= n/10 })
+	stray, _ := (&pipelines.Envelope{ID: "strayid000000000000000", Seq: 7, Sent: 1,
+		Stages: []pipelines.StageRecord{{Stage: 1}, {Stage: 2}, {Stage: 3}, {Stage: 4}}}).Append(nil)
+	if err := r.ep.Conn().Publish(r.subjects.Done(), stray); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ep.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stray at the sink", 30*time.Second, func() bool { return sp.Completions() >= n/10+1 })
+	r.srv.Shutdown()
+	res, err := wait(t, done)
+	if err == nil || !strings.Contains(res.EndedBy, "fault") {
+		t.Fatalf("ended by %q, error %v; want a fault", res.EndedBy, err)
+	}
+	if len(res.Unaccounted) == 0 || res.Completed+len(res.Lost)+len(res.Unaccounted)+res.Unsent != n {
+		t.Errorf("completed %d + lost %d + unaccounted %d + unsent %d != %d", res.Completed, len(res.Lost), len(res.Unaccounted), res.Unsent, n)
+	}
+	for _, seq := range res.Unaccounted {
+		if res.Records[seq].Completed() || res.Records[seq].Intended == 0 {
+			t.Fatalf("unaccounted seq %d: completed or never sent", seq)
+		}
+	}
+	rep := res.Report()
+	for _, want := range []string{"unaccounted at the end", fmt.Sprintf("seq %d", res.Unaccounted[0]), "strays 1,", "strayid000000000000000/7"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report does not say %q", want)
+		}
+	}
+	if strings.Contains(res.Summary(), "lost 0,") {
+		t.Errorf("summary says lost 0 of a run that ended on a fault: %s", res.Summary())
+	}
+}
+
+// TestCrashingWorker: a worker that exits mid-run fails the run at once
+// under the Fail policy, and under the default policy when its stage has no
+// other worker, naming the worker, its exit status and stderr, and listing
+// the messages left unaccounted for.
+func TestCrashingWorker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		alloc  Alloc
+		policy worker.ExitPolicy
+		says   string
+	}{
+		{"policy=fail", Alloc{1, 2, 1, 1}, worker.Fail, ""},
+		{"last-of-stage", Alloc{1, 1, 1, 1}, "", "stage S2 has no worker left"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			benchkit.CheckLeaks(t)
+			spec := testSpec()
+			const crasher = "p4-S2-w1"
+			opts := Options{Alloc: tc.alloc, Processes: worker.Processes{OnWorkerExit: tc.policy, Env: func(id worker.WorkerID) []string {
+				if id.Name == crasher {
+					return []string{worker.EnvCrash + "=20:3"}
+				}
+				return nil
+			}}}
+			r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: 30 * time.Second, Timeout: time.Minute})
+			start := time.Now()
+			res, err := r.runner.Run(context.Background(), r.ep, 1000)
+			took := time.Since(start)
+			if err == nil {
+				t.Fatalf("run succeeded: %s", res.Summary())
+			}
+			t.Logf("run failed after %v: %v", took, err)
+			for _, want := range []string{crasher, "exit status 3", "crashing on purpose", "unaccounted at the end", tc.says} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not mention %q", want)
+				}
+			}
+			if took > 20*time.Second {
+				t.Errorf("run took %v to fail; the loss timeout is 30s", took)
+			}
+			if len(res.Unaccounted) == 0 || !strings.Contains(res.EndedBy, crasher) {
+				t.Errorf("unaccounted %v, ended by %q", res.Unaccounted, res.EndedBy)
+			}
+			// The fleet keeps the fault, naming the worker, for callers that check
+			// it before a later run (fleetbench refuses to run on a faulted fleet).
+			if err := r.pipe.Err(); err == nil || !strings.Contains(err.Error(), crasher) {
+				t.Errorf("after a worker crashed, Err() = %v, want an error naming %s", err, crasher)
+			}
+		})
 	}
 }
 

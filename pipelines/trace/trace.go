@@ -6,7 +6,8 @@
 //
 //   - JSON Lines (.jsonl), the complete format: a header line describing the
 //     run (variant, spec, window or rate, bound, NATS server version, start
-//     time, lost messages), then one line per message.
+//     time, the account of lost, late, duplicate, stray and unaccounted
+//     messages by seq, worker incidents), then one line per message.
 //   - CSV (.csv), for spreadsheets and notebooks: one row per message and
 //     stage, with the derived wait and service times. It has no header
 //     record, so the run's bound, window and rate are not in it.
@@ -87,13 +88,35 @@ type Meta struct {
 	Clock      string        `json:"clock"`
 	WallOffset int64         `json:"wall_offset_ns"`
 	Elapsed    time.Duration `json:"elapsed_ns"`
-	Completed  int           `json:"completed"`
-	Lost       []uint64      `json:"lost"` // seqs declared lost
-	Late       int           `json:"late"`
+	Completed  int           `json:"completed"` // messages that came back, late ones included
+	Lost       []uint64      `json:"lost"`      // seqs declared lost that never came back
+	Late       int           `json:"late"`      // messages declared lost that came back after all
 	Duplicates int           `json:"duplicates"`
 	Strays     int           `json:"strays"`
 	Rejected   int           `json:"rejected"`
 	Violations []string      `json:"violations,omitempty"`
+	// LateSeqs lists the late messages' seqs (completed, in the message
+	// records, but after LossTimeout).
+	LateSeqs []uint64 `json:"late_seqs,omitempty"`
+	// Unaccounted lists the messages sent and neither back nor declared
+	// lost when the run ended early (see EndedBy); their records have no
+	// stages, like lost ones. Unsent counts the messages never sent.
+	Unaccounted []uint64 `json:"unaccounted,omitempty"`
+	Unsent      int      `json:"unsent,omitempty"`
+	// DuplicateSeqs lists the seq of each duplicate completion (the first
+	// pipelines.MaxListed).
+	DuplicateSeqs []uint64 `json:"duplicate_seqs,omitempty"`
+	// StrayList lists the strays' correlation IDs and seqs (the first
+	// pipelines.MaxListed).
+	StrayList []Stray `json:"stray_list,omitempty"`
+	// Incidents are what happened to workers during the run: deaths, spells
+	// of unresponsiveness and returns.
+	Incidents []Incident `json:"incidents,omitempty"`
+	// EndedBy says why the run ended early ("fault: ...", "timeout: ...");
+	// empty when it ran to its end.
+	EndedBy string `json:"ended_by,omitempty"`
+	// LossTimeout is how long after its send a message was declared lost.
+	LossTimeout time.Duration `json:"loss_timeout_ns,omitempty"`
 	// Throughput is the run's steady-state msgs/s as the runner measured
 	// it; 0 when not finite.
 	Throughput float64 `json:"throughput"`
@@ -103,6 +126,26 @@ type Meta struct {
 	// GoVersion and GOMAXPROCS describe the process that wrote the trace.
 	GoVersion  string `json:"go,omitempty"`
 	GOMAXPROCS int    `json:"gomaxprocs,omitempty"`
+}
+
+// Stray is a completion that belonged to no message of the run.
+type Stray struct {
+	ID  string `json:"id"`
+	Seq uint64 `json:"seq"`
+}
+
+// Incident is something that happened to a worker during the run (see
+// pipelines.Incident).
+type Incident struct {
+	At     int64  `json:"at"` // stamp
+	Worker string `json:"worker"`
+	Kind   string `json:"kind"` // "died", "unresponsive", "stuck", "back"
+	// For is how long the worker had been silent (unresponsive, stuck), or
+	// was (back).
+	For    time.Duration `json:"for_ns,omitempty"`
+	Held   int           `json:"held"` // messages it held at its last answer; -1 unknown
+	Detail string        `json:"detail,omitempty"`
+	Text   string        `json:"text"` // the whole incident in words
 }
 
 // OpenLoop reports whether the run's source sent at a fixed rate.
@@ -146,34 +189,51 @@ func (s Stage) Service() time.Duration { return time.Duration(s.Finished - s.Sta
 // process's stamp clock, so call it in the process that ran res.
 func New(res *pipelines.Result) *Trace {
 	m := Meta{
-		Format:     Format,
-		Version:    Version,
-		Variant:    res.Variant,
-		Stages:     res.Spec.Stages(),
-		Durations:  append([]time.Duration(nil), res.Spec.Durations...),
-		Work:       string(res.Spec.Work),
-		Payload:    res.Spec.PayloadSize,
-		N:          res.N,
-		Window:     res.Window,
-		Rate:       res.Rate,
-		Bound:      finite(res.Bound),
-		Start:      res.Start,
-		Clock:      pipelines.StampClock(),
-		WallOffset: pipelines.WallOffset(),
-		Elapsed:    res.Elapsed,
-		Completed:  res.Completed,
-		Lost:       append([]uint64(nil), res.Lost...),
-		Late:       res.Late,
-		Duplicates: res.Duplicates,
-		Strays:     res.Strays,
-		Rejected:   res.Rejected,
-		Violations: append([]string(nil), res.Violations...),
-		Throughput: finite(res.Throughput),
-		GoVersion:  runtime.Version(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Format:        Format,
+		Version:       Version,
+		Variant:       res.Variant,
+		Stages:        res.Spec.Stages(),
+		Durations:     append([]time.Duration(nil), res.Spec.Durations...),
+		Work:          string(res.Spec.Work),
+		Payload:       res.Spec.PayloadSize,
+		N:             res.N,
+		Window:        res.Window,
+		Rate:          res.Rate,
+		Bound:         finite(res.Bound),
+		Start:         res.Start,
+		Clock:         pipelines.StampClock(),
+		WallOffset:    pipelines.WallOffset(),
+		Elapsed:       res.Elapsed,
+		Completed:     res.Completed,
+		Lost:          append([]uint64(nil), res.Lost...),
+		Late:          res.Late,
+		Duplicates:    res.Duplicates,
+		Strays:        res.Strays,
+		Rejected:      res.Rejected,
+		Violations:    append([]string(nil), res.Violations...),
+		LateSeqs:      append([]uint64(nil), res.LateSeqs...),
+		Unaccounted:   append([]uint64(nil), res.Unaccounted...),
+		Unsent:        res.Unsent,
+		DuplicateSeqs: append([]uint64(nil), res.DuplicateSeqs...),
+		EndedBy:       res.EndedBy,
+		LossTimeout:   res.LossTimeout,
+		Throughput:    finite(res.Throughput),
+		GoVersion:     runtime.Version(),
+		GOMAXPROCS:    runtime.GOMAXPROCS(0),
 	}
 	if !res.Start.IsZero() {
 		m.StartStamp = pipelines.Stamp(res.Start)
+	}
+	for _, st := range res.StrayList {
+		m.StrayList = append(m.StrayList, Stray{ID: st.ID, Seq: st.Seq})
+	}
+	for _, in := range res.Incidents {
+		at := int64(0)
+		if !in.At.IsZero() {
+			at = pipelines.Stamp(in.At)
+		}
+		m.Incidents = append(m.Incidents, Incident{At: at, Worker: in.Worker, Kind: string(in.Kind),
+			For: in.For, Held: in.Held, Detail: in.Detail, Text: in.String()})
 	}
 	t := &Trace{Meta: m}
 	for i := range res.Records {

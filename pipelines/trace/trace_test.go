@@ -295,3 +295,34 @@ func TestReadFileErrors(t *testing.T) {
 		t.Errorf("unknown extension: %v", err)
 	}
 }
+
+// TestHeaderAccount checks that the header carries the run's whole account:
+// late, unaccounted, duplicate and stray messages by seq, the early end and
+// the worker incidents, and that they read back.
+func TestHeaderAccount(t *testing.T) {
+	res := handResult()
+	res.Completed, res.Lost, res.Unaccounted = 3, nil, []uint64{2}
+	res.Late, res.LateSeqs = 1, []uint64{3}
+	res.Duplicates, res.DuplicateSeqs = 1, []uint64{1}
+	res.Strays, res.StrayList = 1, []pipelines.Stray{{ID: "other", Seq: 9}}
+	res.Unsent, res.EndedBy, res.LossTimeout = 1, "fault: server gone", 5*time.Second
+	res.Incidents = []pipelines.Incident{{At: res.Start.Add(time.Second), Worker: "p4-S2-w2", Kind: pipelines.WorkerUnresponsive, For: 2 * time.Second, Held: 3}}
+	var b bytes.Buffer
+	if err := New(res).WriteJSONL(&b); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ReadJSONL(&b, "account.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tr.Meta
+	if !reflect.DeepEqual(m.LateSeqs, []uint64{3}) || !reflect.DeepEqual(m.Unaccounted, []uint64{2}) || m.Unsent != 1 ||
+		!reflect.DeepEqual(m.DuplicateSeqs, []uint64{1}) || !reflect.DeepEqual(m.StrayList, []Stray{{ID: "other", Seq: 9}}) ||
+		m.EndedBy != res.EndedBy || m.LossTimeout != res.LossTimeout || len(m.Lost) != 0 {
+		t.Errorf("header account %+v", m)
+	}
+	if len(m.Incidents) != 1 || m.Incidents[0].Worker != "p4-S2-w2" || m.Incidents[0].Kind != "unresponsive" ||
+		m.Incidents[0].Held != 3 || !strings.Contains(m.Incidents[0].Text, "unresponsive for 2s") {
+		t.Errorf("incidents %+v", m.Incidents)
+	}
+}

@@ -103,6 +103,13 @@ type Processes struct {
 	Env func(WorkerID) []string
 	// Stderr, when set, receives a copy of every worker's stderr; nil keeps only tails.
 	Stderr io.Writer
+	// OnWorkerExit is what happens when a worker exits without being asked
+	// to; "": Continue.
+	OnWorkerExit ExitPolicy
+	// Liveness is how long a worker may leave liveness requests
+	// unanswered, or hold messages without progress, before it is reported
+	// unresponsive (or stuck); 0: DefaultLiveness, < 0: no checks.
+	Liveness time.Duration
 }
 
 // Fleet is the harness's side of a set of worker processes serving a
@@ -110,23 +117,35 @@ type Processes struct {
 // for their counts, and stops them.
 //
 // A worker that exits without having been asked to (a crash, a kill from
-// outside) is a fault: it is reported at once to the Faulter given to
-// StartFleet (a pipelines.Runner, so the run in progress fails fast) and
-// kept as Err, so a run that starts later can refuse to.
+// outside) is kept as Err, so a run that starts later can refuse to, and
+// handled as Processes.OnWorkerExit says: by default the run goes on with
+// the stage's other workers and the death is reported to the sink as an
+// incident (pipelines.IncidentSink, e.g. a pipelines.Runner); with Fail,
+// or when the stage has no worker left, or when the sink takes no
+// incidents, it is a fault of the run (Sink.Fault).
+//
+// While it runs, the fleet checks that every worker answers liveness
+// requests and makes progress while it holds messages (see
+// Processes.Liveness), and reports to the sink as incidents the workers
+// that stop answering or progressing, and when they come back.
 type Fleet struct {
-	cfg     FleetConfig
-	faults  bus.Faulter
-	nc      *nats.Conn
-	group   *procs.Group
-	ids     []WorkerID
-	procs   map[string]*procs.Proc
-	startup time.Duration
-	early   chan *procs.Exit // unexpected exits, for the readiness wait
+	cfg       FleetConfig
+	faults    bus.Faulter
+	incidents pipelines.IncidentSink // nil when the sink takes none
+	stopLive  func()                 // stops the liveness checks
+	haltOnce  sync.Once
+	nc        *nats.Conn
+	group     *procs.Group
+	ids       []WorkerID
+	procs     map[string]*procs.Proc
+	startup   time.Duration
+	early     chan *procs.Exit // unexpected exits, for the readiness wait
 
 	mu      sync.Mutex
 	err     error
 	stopped bool
 	closed  bool
+	live    map[string]*liveness // by worker name; nil without checks
 }
 
 func (cfg *FleetConfig) fill() error {
@@ -147,6 +166,12 @@ func (cfg *FleetConfig) fill() error {
 	}
 	if cfg.Mode == "" {
 		cfg.Mode = Sync
+	}
+	if cfg.OnWorkerExit == "" {
+		cfg.OnWorkerExit = Continue
+	}
+	if _, err := ParseExitPolicy(string(cfg.OnWorkerExit)); err != nil {
+		return err
 	}
 	probe := Config{Spec: cfg.Spec, Subjects: cfg.Subjects, Mode: cfg.Mode, Concurrency: cfg.Concurrency, Name: "probe"}
 	if err := probe.Validate(); err != nil {
@@ -171,18 +196,21 @@ func (cfg *FleetConfig) fill() error {
 // returns once every one has announced readiness (its queue subscription is
 // registered with the server), so messages sent afterwards find every
 // worker. Worker faults go to sink.Fault, the messages workers refuse to
-// sink.Reject; sink may be nil. On error every process started has been
-// killed.
+// sink.Reject, incidents (deaths the run survives, unresponsive workers)
+// to sink.Incident if sink is a pipelines.IncidentSink; sink may be nil. On
+// error every process started has been killed.
 func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fleet, error) {
 	var faults bus.Faulter
+	var incidents pipelines.IncidentSink
 	if sink != nil {
 		faults = sink
+		incidents, _ = sink.(pipelines.IncidentSink)
 	}
 	if err := cfg.fill(); err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	begin := time.Now()
-	f := &Fleet{cfg: cfg, faults: faults, procs: map[string]*procs.Proc{}}
+	f := &Fleet{cfg: cfg, faults: faults, incidents: incidents, procs: map[string]*procs.Proc{}}
 	for i, w := range cfg.Alloc {
 		for j := range w {
 			f.ids = append(f.ids, WorkerID{Stage: i, Index: j, Name: WorkerName(cfg.Variant, i, j)})
@@ -267,6 +295,9 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		}
 	}
 	f.startup = time.Since(begin)
+	if err := f.startLiveness(); err != nil {
+		return fail(err)
+	}
 	return f, nil
 }
 
@@ -333,7 +364,8 @@ func (f *Fleet) describe(set map[string]bool) string {
 	return strings.Join(parts, "; ")
 }
 
-// unexpected handles a worker's exit nobody asked for.
+// unexpected handles a worker's exit nobody asked for, as the exit policy
+// says.
 func (f *Fleet) unexpected(e *procs.Exit) {
 	select {
 	case f.early <- e:
@@ -345,8 +377,22 @@ func (f *Fleet) unexpected(e *procs.Exit) {
 		f.err = err
 	}
 	f.mu.Unlock()
-	if f.faults != nil {
+	if f.faults == nil {
+		return
+	}
+	stage := -1
+	for _, id := range f.ids {
+		if id.Name == e.Name {
+			stage = id.Stage
+		}
+	}
+	switch {
+	case f.cfg.OnWorkerExit == Fail || f.incidents == nil:
 		f.faults.Fault(err)
+	case stage >= 0 && len(f.alive(stage)) == 0:
+		f.faults.Fault(fmt.Errorf("%w; stage %s has no worker left", err, pipelines.StageName(stage)))
+	default:
+		f.incident(pipelines.Incident{At: time.Now(), Worker: e.Name, Kind: pipelines.WorkerDied, Held: f.held(e.Name), Detail: e.Error()})
 	}
 }
 
@@ -533,6 +579,7 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 	}
 	f.stopped = true
 	f.mu.Unlock()
+	f.haltLiveness()
 	var errs []error
 	all := map[string]Stats{}
 	for i := range f.cfg.Spec.Stages() {
@@ -598,6 +645,7 @@ func (f *Fleet) Close() error {
 		}
 		cancel()
 	}
+	f.haltLiveness()
 	if err := f.group.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -19,6 +19,9 @@
 //	                        so the harness's Sink counts it as in-process
 //	                        variants do
 //	<prefix>.ctl.stats      request: every worker replies with its Stats
+//	<prefix>.ctl.live       request: every worker replies with its Liveness,
+//	                        from the client's goroutine for that subscription,
+//	                        which stage work never blocks
 //	<prefix>.ctl.stop.sK    request: the workers of stage K drain (finish
 //	                        every message they hold, publish the results),
 //	                        reply with their final Stats and exit
@@ -187,6 +190,21 @@ func ReadySubject(s bus.Subjects) string { return s.Prefix + ".ready" }
 // StatsSubject is where a harness asks every worker for its Stats.
 func StatsSubject(s bus.Subjects) string { return s.Prefix + ".ctl.stats" }
 
+// LiveSubject is where a harness asks every worker whether it is alive
+// (see Liveness).
+func LiveSubject(s bus.Subjects) string { return s.Prefix + ".ctl.live" }
+
+// Liveness is a worker's answer to a liveness request: that it answers at
+// all says its process runs and its connection works; Handled and Held say
+// whether its stage work makes progress.
+type Liveness struct {
+	Name    string `json:"name"`
+	Handled uint64 `json:"handled"`
+	// Held counts the messages it has received and not yet handed on:
+	// pending in its client, queued, and in stage work.
+	Held int `json:"held"`
+}
+
 // RejectSubject is where workers report the messages they refuse.
 func RejectSubject(s bus.Subjects) string { return s.Prefix + ".rejects" }
 
@@ -218,6 +236,7 @@ type worker struct {
 	handled  atomic.Uint64
 	rejected atomic.Uint64
 	pubErrs  atomic.Uint64
+	inWork   atomic.Int64  // messages taken from the queue and not yet handed on
 	closed   chan struct{} // the connection closed for good
 }
 
@@ -303,6 +322,19 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		}
 	}); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to stats requests: %w", cfg.Name, err)
+	}
+	if _, err := nc.Subscribe(LiveSubject(subjects), func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		held := len(queue) + int(w.inWork.Load())
+		if n, _, err := sub.Pending(); err == nil {
+			held += n
+		}
+		b, _ := json.Marshal(Liveness{Name: cfg.Name, Handled: w.handled.Load(), Held: held})
+		_ = nc.Publish(m.Reply, b)
+	}); err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: subscribe to liveness requests: %w", cfg.Name, err)
 	}
 	if err := nc.FlushTimeout(cfg.ReadyTimeout); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, natsconn.Mask(nc.ConnectedUrl()), err)
@@ -409,32 +441,40 @@ func (w *worker) serve(ctx context.Context, step pipelines.Step, next string, qu
 		case <-ctx.Done():
 			return
 		}
-		var err error
-		out, err = step.Process(ctx, t.data, t.arrived, &env, out)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if n := w.rejected.Add(1); n <= maxLogged {
-				w.logf("reject: %v", err)
-			}
-			b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: pipelines.StageName(step.Index), Error: err.Error()})
-			_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
-			continue
+		w.inWork.Add(1)
+		w.handle(ctx, step, next, t, &env, &out)
+		w.inWork.Add(-1)
+	}
+}
+
+// handle does the stage's step on one message and hands the result on;
+// out is the caller's reusable output buffer.
+func (w *worker) handle(ctx context.Context, step pipelines.Step, next string, t task, env *pipelines.Envelope, out *[]byte) {
+	var err error
+	*out, err = step.Process(ctx, t.data, t.arrived, env, *out)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // the drain gave up: serve returns
 		}
-		// Counted before the publish, so that a stats request that follows
-		// the sink's receipt of this message finds it counted.
-		n := w.handled.Add(1)
-		if err := w.nc.Publish(next, out); err != nil {
-			w.handled.Add(^uint64(0)) // not handed on after all
-			if n := w.pubErrs.Add(1); n <= maxLogged {
-				w.logf("publish seq %d to %s: %v", env.Seq, next, err)
-			}
-			continue
+		if n := w.rejected.Add(1); n <= maxLogged {
+			w.logf("reject: %v", err)
 		}
-		if w.cfg.OnHandled != nil {
-			w.cfg.OnHandled(n)
+		b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: pipelines.StageName(step.Index), Error: err.Error()})
+		_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
+		return
+	}
+	// Counted before the publish, so that a stats request that follows
+	// the sink's receipt of this message finds it counted.
+	n := w.handled.Add(1)
+	if err := w.nc.Publish(next, *out); err != nil {
+		w.handled.Add(^uint64(0)) // not handed on after all
+		if n := w.pubErrs.Add(1); n <= maxLogged {
+			w.logf("publish seq %d to %s: %v", env.Seq, next, err)
 		}
+		return
+	}
+	if w.cfg.OnHandled != nil {
+		w.cfg.OnHandled(n)
 	}
 }
 

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/varianttest"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/trace"
+)
+
+// envCLIChild makes the test binary run as natspipe itself: natspipe run
+// starts its P3/P4 workers as "<own executable> worker ...".
+const envCLIChild = "NATSPIPE_CLI_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envCLIChild) == "1" {
+		os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// findWorker returns the pid of the worker process named name serving the
+// pipeline under prefix, from /proc (as pgrep -f would); 0 if none.
+func findWorker(prefix, name string) int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		cmd := "\x00" + string(b)
+		if strings.Contains(cmd, "\x00-prefix\x00"+prefix+"\x00") && strings.Contains(cmd, "\x00-name\x00"+name+"\x00") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+			return pid
+		}
+	}
+	return 0
+}
+
+// parseSeqs reads the seqs of the report line that starts with prefix
+// ("lost (3, never reached S4): seq 1, 2, 3").
+func parseSeqs(t *testing.T, report, prefix string) []uint64 {
+	t.Helper()
+	for _, line := range strings.Split(report, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		_, list, ok := strings.Cut(line, ": seq ")
+		if !ok {
+			t.Fatalf("report line %q has no seq list", line)
+		}
+		var seqs []uint64
+		for _, f := range strings.Split(list, ", ") {
+			n, err := strconv.ParseUint(f, 10, 64)
+			if err != nil {
+				t.Fatalf("report line %q: %v", line, err)
+			}
+			seqs = append(seqs, n)
+		}
+		return seqs
+	}
+	return nil
+}
+
+// TestRunWorkerKilled runs natspipe run (P4, 1-4-1-1) and SIGKILLs an S2
+// worker while it holds messages: the run goes on with the other workers,
+// the summary names the dead worker, and the lost set it prints is the
+// trace's, seq for seq.
+func TestRunWorkerKilled(t *testing.T) {
+	if _, err := os.Stat("/proc/self/cmdline"); err != nil {
+		t.Skip("needs /proc to find the worker process")
+	}
+	benchkit.CheckLeaks(t)
+	t.Setenv(envCLIChild, "1") // the workers this run starts are this binary
+	dir := t.TempDir()
+	var stdout, stderr syncBuffer
+	const n = 800
+	code := make(chan int, 1)
+	go func() {
+		code <- runRun([]string{"-variant", "p4", "-alloc", "1-4-1-1", "-durations", "2ms,8ms,2ms,2ms",
+			"-n", strconv.Itoa(n), "-trace", dir, "-trace-name", "kill"}, &stdout, &stderr)
+	}()
+	header := regexp.MustCompile(`at (\S+), subjects (\S+)\.\*`)
+	var url, prefix string
+	deadline := time.Now().Add(time.Minute)
+	for url == "" {
+		if m := header.FindStringSubmatch(stdout.String()); m != nil {
+			url, prefix = m[1], m[2]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("natspipe run printed no server line:\n%s\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const victim = "p4-S2-w2"
+	pid := 0
+	for pid == 0 {
+		if pid = findWorker(prefix, victim); pid == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no process for worker %s", victim)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	sp := varianttest.NewSpy(t, natsconn.Config{URL: url}, bus.Subjects{Prefix: prefix}, 1, 4)
+	for sp.Completions() < n/5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d completions", sp.Completions())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	held, _ := sp.KillHolding(t, pid, 30*time.Second)
+	t.Logf("killed %s (pid %d) holding at least %v", victim, pid, held)
+	var rc int
+	select {
+	case rc = <-code:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("natspipe run did not end within 2 minutes")
+	}
+	out := stdout.String()
+	t.Logf("exit %d, stdout:\n%s", rc, out)
+	if rc != 1 {
+		t.Errorf("exit status %d, want 1 (messages lost)", rc)
+	}
+	if !strings.Contains(out, "worker "+victim+" died: process "+victim) || !strings.Contains(out, "killed by signal killed") {
+		t.Errorf("summary does not name the dead worker and its exit")
+	}
+	if strings.Contains(out, "ended early") {
+		t.Errorf("the run did not go on with the other workers")
+	}
+	lost := parseSeqs(t, out, "lost (")
+	if len(lost) == 0 {
+		t.Fatal("summary lists no lost message")
+	}
+	for _, seq := range held {
+		if !slices.Contains(lost, seq) {
+			t.Errorf("seq %d, held by the victim, is not in the summary's lost set", seq)
+		}
+	}
+	tr, err := trace.ReadFile(filepath.Join(dir, "kill.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []uint64
+	for _, m := range tr.Messages {
+		if !m.Completed() {
+			missing = append(missing, m.Seq)
+		}
+	}
+	if !slices.Equal(lost, tr.Meta.Lost) || !slices.Equal(lost, missing) {
+		t.Errorf("summary's lost set %v, trace header's %v, trace messages never received %v", lost, tr.Meta.Lost, missing)
+	}
+	if len(tr.Meta.Incidents) == 0 || tr.Meta.Incidents[0].Worker != victim || tr.Meta.Incidents[0].Kind != "died" {
+		t.Errorf("trace incidents %+v, want %s's death", tr.Meta.Incidents, victim)
+	}
+}

@@ -1,0 +1,188 @@
+package pipelines
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scriptedPipeline is a one-stage pipeline with no messaging: it runs the
+// stage on each message as it is sent and hands it to the sink at once,
+// except where its script says otherwise (drop, hold, duplicate, fault).
+type scriptedPipeline struct {
+	t    *testing.T
+	sink Sink
+	step Step
+	// on, when set, is called with each message's seq and encoded result
+	// after its stage; it returns whether to deliver it now.
+	on func(seq uint64, msg []byte) bool
+}
+
+func (p *scriptedPipeline) Send(ctx context.Context, msg []byte) error {
+	var env Envelope
+	out, err := p.step.Process(ctx, msg, time.Now(), &env, nil)
+	if err != nil {
+		p.t.Errorf("stage: %v", err)
+		return err
+	}
+	if p.on == nil || p.on(env.Seq, out) {
+		p.sink.Complete(out, time.Now())
+	}
+	return nil
+}
+
+func scriptedRunner(t *testing.T, loss time.Duration) (*Runner, *scriptedPipeline) {
+	t.Helper()
+	spec := Spec{Durations: []time.Duration{0}, Work: Sleep, PayloadSize: 8}
+	r, err := NewRunner(RunConfig{Spec: spec, Variant: "test", Window: 4, LossTimeout: loss, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &scriptedPipeline{t: t, sink: r, step: StepsFor(spec, func(int) string { return "w1" })[0]}
+	return r, p
+}
+
+// TestAccounting checks that lost, late, duplicate and stray messages are
+// each reported by seq (or correlation ID), and that a message declared lost
+// that comes back moves from Lost to Late.
+func TestAccounting(t *testing.T) {
+	const loss = 100 * time.Millisecond
+	r, p := scriptedRunner(t, loss)
+	var held []byte
+	p.on = func(seq uint64, msg []byte) bool {
+		switch seq {
+		case 2: // late: held, delivered after its loss timeout
+			held = msg
+			return false
+		case 4: // lost
+			return false
+		case 7: // duplicated
+			p.sink.Complete(msg, time.Now())
+		case 20:
+			// Deliver seq 20, give the loss detector ten loss timeouts to
+			// declare seq 2 lost, then deliver it, with a stray envelope.
+			p.sink.Complete(msg, time.Now())
+			time.Sleep(10 * loss)
+			p.sink.Complete(held, time.Now())
+			stray, _ := (&Envelope{ID: "strayid000000000000000", Seq: 3, Stages: []StageRecord{{Stage: 1}}}).Append(nil)
+			p.sink.Complete(stray, time.Now())
+			return false
+		}
+		return true
+	}
+	const n = 30
+	res, err := r.Run(context.Background(), p, n)
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	t.Logf("report:\n%s", res.Report())
+	if !slices.Equal(res.Lost, []uint64{4}) {
+		t.Errorf("lost %v, want [4]", res.Lost)
+	}
+	if res.Late != 1 || !slices.Equal(res.LateSeqs, []uint64{2}) {
+		t.Errorf("late %d %v, want seq 2", res.Late, res.LateSeqs)
+	}
+	if res.Duplicates != 1 || !slices.Equal(res.DuplicateSeqs, []uint64{7}) {
+		t.Errorf("duplicates %d %v, want seq 7", res.Duplicates, res.DuplicateSeqs)
+	}
+	if res.Strays != 1 || len(res.StrayList) != 1 || res.StrayList[0].ID != "strayid000000000000000" || res.StrayList[0].Seq != 3 {
+		t.Errorf("strays %d %v, want the stray envelope", res.Strays, res.StrayList)
+	}
+	if res.Completed != n-1 || len(res.Unaccounted) != 0 || res.Unsent != 0 || res.EndedBy != "" {
+		t.Errorf("completed %d of %d, unaccounted %v, unsent %d, ended by %q", res.Completed, n, res.Unaccounted, res.Unsent, res.EndedBy)
+	}
+	if !res.Records[2].Completed() || len(res.Records[2].Stages) != 1 {
+		t.Errorf("late seq 2's record not filled in: %+v", res.Records[2])
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"1 of 30 messages lost", "seq 4", "1 message late", "seq 2", "1 duplicate completion: seq 7"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	rep := res.Report()
+	for _, want := range []string{"lost 1,", "late 1,", "duplicates 1,", "strays 1,", "lost (1, never reached S1): seq 4",
+		"late (1, back after the 100ms loss timeout): seq 2", "duplicates (1): seq 7", "strayid000000000000000/3"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report does not say %q", want)
+		}
+	}
+}
+
+// TestAccountingAtFault checks that a run ending on a fault lists the
+// messages it sent and never accounted for, and how many it never sent.
+func TestAccountingAtFault(t *testing.T) {
+	r, p := scriptedRunner(t, time.Minute)
+	fault := errors.New("server gone")
+	p.on = func(seq uint64, _ []byte) bool {
+		if seq == 12 {
+			p.sink.Fault(fault)
+		}
+		return seq < 10
+	}
+	r.Incident(Incident{Worker: "ignored", Kind: WorkerDied}) // between runs: dropped
+	const n = 100
+	res, err := r.Run(context.Background(), p, n)
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	t.Logf("report:\n%s", res.Report())
+	if !errors.Is(err, fault) {
+		t.Errorf("error %v does not wrap the fault", err)
+	}
+	if res.Completed != 10 || len(res.Lost) != 0 || len(res.Unaccounted) < 3 || res.Unaccounted[0] != 10 ||
+		res.Completed+len(res.Unaccounted)+res.Unsent != n || len(res.Incidents) != 0 {
+		t.Fatalf("completed %d, lost %v, unaccounted %v, unsent %d, incidents %v", res.Completed, res.Lost, res.Unaccounted, res.Unsent, res.Incidents)
+	}
+	for i, s := range res.Unaccounted {
+		if s != uint64(10+i) {
+			t.Fatalf("unaccounted %v, want 10 and up in a row", res.Unaccounted)
+		}
+	}
+	if !strings.Contains(res.EndedBy, "server gone") {
+		t.Errorf("ended by %q", res.EndedBy)
+	}
+	sum := res.Summary()
+	if !strings.Contains(sum, "unaccounted at the end") || !strings.Contains(sum, "never sent") || !strings.Contains(sum, "ENDED EARLY") {
+		t.Errorf("summary %q hides the unaccounted messages", sum)
+	}
+	if !strings.Contains(err.Error(), "unaccounted at the end") || !strings.Contains(err.Error(), "seq 10, 11, 12") {
+		t.Errorf("error %q does not list the unaccounted messages", err)
+	}
+}
+
+// TestIncidents checks that worker incidents reach the result, and that a
+// death, or a worker still unresponsive at the end, is an error while a
+// worker that came back is not.
+func TestIncidents(t *testing.T) {
+	r, p := scriptedRunner(t, time.Minute)
+	p.on = func(seq uint64, _ []byte) bool {
+		now := time.Now()
+		switch seq {
+		case 1:
+			r.Incident(Incident{At: now, Worker: "w-a", Kind: WorkerUnresponsive, For: 2 * time.Second, Held: 3})
+		case 2:
+			r.Incident(Incident{At: now, Worker: "w-a", Kind: WorkerBack, For: 2500 * time.Millisecond, Held: 3})
+		case 3:
+			r.Incident(Incident{At: now, Worker: "w-b", Kind: WorkerUnresponsive, For: 2 * time.Second, Held: -1})
+		}
+		return true
+	}
+	res, err := r.Run(context.Background(), p, 5)
+	if res == nil || len(res.Incidents) != 3 {
+		t.Fatalf("result %v, error %v", res, err)
+	}
+	t.Logf("report:\n%s", res.Report())
+	if err == nil || !strings.Contains(err.Error(), "worker w-b unresponsive for 2s") || strings.Contains(err.Error(), "w-a") {
+		t.Errorf("error %v, want one naming w-b only", err)
+	}
+	if rep := res.Report(); !strings.Contains(rep, "worker w-a came back after 2.5s, holding 3 messages") ||
+		!strings.Contains(rep, "worker w-a unresponsive for 2s (held 3 messages at its last answer)") {
+		t.Errorf("report does not show w-a's spell:\n%s", rep)
+	}
+}
