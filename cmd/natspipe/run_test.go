@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
@@ -28,24 +27,6 @@ func TestMain(m *testing.M) {
 		os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // findWorker returns the pid of the worker process named name serving the
@@ -102,7 +83,7 @@ func TestRunWorkerKilled(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	t.Setenv(envCLIChild, "1") // the workers this run starts are this binary
 	dir := t.TempDir()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	const n = 800
 	code := make(chan int, 1)
 	go func() {

@@ -406,12 +406,8 @@ func Mask(urls string) string {
 	}
 	list := strings.Split(urls, ",")
 	for i, u := range list {
-		start := 0
-		if j := strings.Index(u, "://"); j >= 0 {
-			start = j + 3
-		}
-		at := strings.LastIndexByte(u, '@')
-		if at < start {
+		start, at, ok := userInfo(u)
+		if !ok {
 			continue
 		}
 		info := u[start:at]
@@ -422,6 +418,16 @@ func Mask(urls string) string {
 		list[i] = u[:start] + masked + u[at:]
 	}
 	return strings.Join(list, ",")
+}
+
+// userInfo finds the user info of one server URL, u[start:at], by the last
+// @ after the scheme, so that even a URL that does not parse is covered.
+func userInfo(u string) (start, at int, ok bool) {
+	if j := strings.Index(u, "://"); j >= 0 {
+		start = j + 3
+	}
+	at = strings.LastIndexByte(u, '@')
+	return start, at, at >= start
 }
 
 // secrets are the strings of c that must never be printed: the password,
@@ -442,12 +448,8 @@ func (c Config) secrets() []string {
 	add(c.Password)
 	add(c.Token)
 	for _, u := range strings.Split(c.URL, ",") {
-		start := 0
-		if j := strings.Index(u, "://"); j >= 0 {
-			start = j + 3
-		}
-		at := strings.LastIndexByte(u, '@')
-		if at < start {
+		start, at, ok := userInfo(u)
+		if !ok {
 			continue
 		}
 		info := u[start:at]

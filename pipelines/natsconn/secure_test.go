@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
@@ -37,24 +37,6 @@ import (
 func TestMain(m *testing.M) {
 	worker.Dispatch() // the test binary doubles as the worker process
 	os.Exit(benchkit.Main(m))
-}
-
-// syncBuffer collects the workers' stderr, written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // twoStages is a short pipeline: two worker processes for P3.
@@ -77,7 +59,7 @@ func roundTrip(t *testing.T, conn natsconn.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	subjects := bus.NewSubjects()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -367,7 +349,7 @@ func TestWorkerCommandLinesHoldNoPassword(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	f, err := worker.StartFleet(ctx, worker.FleetConfig{
 		Processes: worker.Processes{NATS: conn, Subjects: bus.NewSubjects(), Launcher: launcher, Stderr: &stderr},
 		Spec:      twoStages(), Alloc: []int{1, 2}, Variant: "p4",

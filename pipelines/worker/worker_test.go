@@ -21,6 +21,7 @@ import (
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
@@ -217,7 +218,7 @@ func TestRunInProcess(t *testing.T) {
 			defer nc.Close()
 			ready := collectRaw(t, nc, ReadySubject(subjects))
 			out := collect(t, nc, subjects.Stage(2))
-			var log syncBuffer
+			var log syncbuf.Buffer
 			cfg := Config{NATS: srv.Conn, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2", Log: &log}
 			type result struct {
 				s   Stats
@@ -370,23 +371,6 @@ func (c *rawCollector) wait(t *testing.T, n int) [][]byte {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runSelf runs the test binary as a worker process with args and returns
