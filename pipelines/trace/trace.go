@@ -95,6 +95,9 @@ type Meta struct {
 	Strays     int           `json:"strays"`
 	Rejected   int           `json:"rejected"`
 	Violations []string      `json:"violations,omitempty"`
+	// RejectErrs holds the first few rejections of malformed messages (of
+	// the Rejected).
+	RejectErrs []string `json:"reject_errs,omitempty"`
 	// LateSeqs lists the late messages' seqs (completed, in the message
 	// records, but after LossTimeout).
 	LateSeqs []uint64 `json:"late_seqs,omitempty"`
@@ -151,6 +154,87 @@ type Incident struct {
 // OpenLoop reports whether the run's source sent at a fixed rate.
 func (m *Meta) OpenLoop() bool { return m.Rate > 0 }
 
+// SetAccount fills in the header's account of the run's messages from a
+// (N, Start and StartStamp, Completed, the lost, late, unaccounted, unsent,
+// duplicate and stray messages, rejections, violations, incidents, the
+// early end and the loss timeout), converting times to stamps on this
+// process's stamp clock: call it in the process that ran the run. New
+// calls it; Account is its inverse.
+func (m *Meta) SetAccount(a *pipelines.Account) {
+	m.N, m.Start, m.StartStamp = a.N, a.Start, 0
+	if !a.Start.IsZero() {
+		m.StartStamp = pipelines.Stamp(a.Start)
+	}
+	m.Completed = a.Completed
+	m.Lost = clone(a.Lost)
+	m.Late, m.LateSeqs = a.Late, clone(a.LateSeqs)
+	m.Unaccounted, m.Unsent = clone(a.Unaccounted), a.Unsent
+	m.Duplicates, m.DuplicateSeqs = a.Duplicates, clone(a.DuplicateSeqs)
+	m.Strays, m.StrayList = a.Strays, nil
+	for _, st := range a.StrayList {
+		m.StrayList = append(m.StrayList, Stray{ID: st.ID, Seq: st.Seq})
+	}
+	m.Rejected, m.RejectErrs = a.Rejected, clone(a.RejectErrs)
+	m.Violations = clone(a.Violations)
+	m.Incidents = nil
+	for _, in := range a.Incidents {
+		at := int64(0)
+		if !in.At.IsZero() {
+			at = pipelines.Stamp(in.At)
+		}
+		m.Incidents = append(m.Incidents, Incident{At: at, Worker: in.Worker, Kind: string(in.Kind),
+			For: in.For, Held: in.Held, Detail: in.Detail, Text: in.String()})
+	}
+	m.EndedBy, m.LossTimeout = a.EndedBy, a.LossTimeout
+}
+
+// Account is the run's account of its messages as the header records it,
+// the Account its Result had (see pipelines.Account): Result.Report's
+// lines and Account.Lines of it are the same text. An incident's time
+// becomes Start plus its stamp's distance from StartStamp, so its time
+// into the run is the run's own; without both it has none.
+//
+// A header from before a field existed (no late_seqs, unaccounted,
+// duplicate_seqs, stray_list, incidents, ended_by, loss_timeout_ns) gives
+// what it has: the counts without their lists. A CSV trace has no header:
+// its Lost holds every message that did not come back, and N is 0.
+func (m *Meta) Account() pipelines.Account {
+	a := pipelines.Account{
+		N:             m.N,
+		Stages:        m.Stages,
+		Start:         m.Start,
+		Completed:     m.Completed,
+		Lost:          clone(m.Lost),
+		Late:          m.Late,
+		LateSeqs:      clone(m.LateSeqs),
+		Unaccounted:   clone(m.Unaccounted),
+		Unsent:        m.Unsent,
+		Duplicates:    m.Duplicates,
+		DuplicateSeqs: clone(m.DuplicateSeqs),
+		Strays:        m.Strays,
+		Rejected:      m.Rejected,
+		RejectErrs:    clone(m.RejectErrs),
+		Violations:    clone(m.Violations),
+		EndedBy:       m.EndedBy,
+		LossTimeout:   m.LossTimeout,
+	}
+	if a.Stages == 0 {
+		a.Stages = len(m.Durations)
+	}
+	for _, st := range m.StrayList {
+		a.StrayList = append(a.StrayList, pipelines.Stray{ID: st.ID, Seq: st.Seq})
+	}
+	for _, in := range m.Incidents {
+		var at time.Time
+		if in.At != 0 && m.StartStamp != 0 && !m.Start.IsZero() {
+			at = m.Start.Add(time.Duration(in.At - m.StartStamp))
+		}
+		a.Incidents = append(a.Incidents, pipelines.Incident{At: at, Worker: in.Worker,
+			Kind: pipelines.IncidentKind(in.Kind), For: in.For, Held: in.Held, Detail: in.Detail})
+	}
+	return a
+}
+
 // Message is one message's account.
 type Message struct {
 	Seq uint64 `json:"seq"`
@@ -189,52 +273,24 @@ func (s Stage) Service() time.Duration { return time.Duration(s.Finished - s.Sta
 // process's stamp clock, so call it in the process that ran res.
 func New(res *pipelines.Result) *Trace {
 	m := Meta{
-		Format:        Format,
-		Version:       Version,
-		Variant:       res.Variant,
-		Stages:        res.Spec.Stages(),
-		Durations:     append([]time.Duration(nil), res.Spec.Durations...),
-		Work:          string(res.Spec.Work),
-		Payload:       res.Spec.PayloadSize,
-		N:             res.N,
-		Window:        res.Window,
-		Rate:          res.Rate,
-		Bound:         finite(res.Bound),
-		Start:         res.Start,
-		Clock:         pipelines.StampClock(),
-		WallOffset:    pipelines.WallOffset(),
-		Elapsed:       res.Elapsed,
-		Completed:     res.Completed,
-		Lost:          append([]uint64(nil), res.Lost...),
-		Late:          res.Late,
-		Duplicates:    res.Duplicates,
-		Strays:        res.Strays,
-		Rejected:      res.Rejected,
-		Violations:    append([]string(nil), res.Violations...),
-		LateSeqs:      append([]uint64(nil), res.LateSeqs...),
-		Unaccounted:   append([]uint64(nil), res.Unaccounted...),
-		Unsent:        res.Unsent,
-		DuplicateSeqs: append([]uint64(nil), res.DuplicateSeqs...),
-		EndedBy:       res.EndedBy,
-		LossTimeout:   res.LossTimeout,
-		Throughput:    finite(res.Throughput),
-		GoVersion:     runtime.Version(),
-		GOMAXPROCS:    runtime.GOMAXPROCS(0),
+		Format:     Format,
+		Version:    Version,
+		Variant:    res.Variant,
+		Stages:     res.Spec.Stages(),
+		Durations:  append([]time.Duration(nil), res.Spec.Durations...),
+		Work:       string(res.Spec.Work),
+		Payload:    res.Spec.PayloadSize,
+		Window:     res.Window,
+		Rate:       res.Rate,
+		Bound:      finite(res.Bound),
+		Clock:      pipelines.StampClock(),
+		WallOffset: pipelines.WallOffset(),
+		Elapsed:    res.Elapsed,
+		Throughput: finite(res.Throughput),
+		GoVersion:  runtime.Version(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
 	}
-	if !res.Start.IsZero() {
-		m.StartStamp = pipelines.Stamp(res.Start)
-	}
-	for _, st := range res.StrayList {
-		m.StrayList = append(m.StrayList, Stray{ID: st.ID, Seq: st.Seq})
-	}
-	for _, in := range res.Incidents {
-		at := int64(0)
-		if !in.At.IsZero() {
-			at = pipelines.Stamp(in.At)
-		}
-		m.Incidents = append(m.Incidents, Incident{At: at, Worker: in.Worker, Kind: string(in.Kind),
-			For: in.For, Held: in.Held, Detail: in.Detail, Text: in.String()})
-	}
+	m.SetAccount(&res.Account)
 	t := &Trace{Meta: m}
 	for i := range res.Records {
 		r := &res.Records[i]
@@ -253,6 +309,16 @@ func New(res *pipelines.Result) *Trace {
 	}
 	t.Meta.Messages = len(t.Messages)
 	return t
+}
+
+// clone copies s; nil when s is empty, as the JSON reader leaves an
+// omitted list, so a header and its Account compare equal after a round
+// trip.
+func clone[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
 }
 
 func finite(x float64) float64 {

@@ -37,16 +37,19 @@ func handResult() *pipelines.Result {
 	}
 	recs := []pipelines.Record{rec(0, "w1-"), rec(1, "w2-"), {Intended: t0 + 19*ms}, rec(3, "w1-")}
 	return &pipelines.Result{
-		Variant:    "p4",
-		Spec:       pipelines.Spec{Durations: []time.Duration{ms2(1), ms2(1), ms2(1)}, Work: pipelines.Sleep, PayloadSize: 8},
-		N:          5, // seq 4 never sent
-		Rate:       100,
-		Bound:      math.Inf(1),
-		Start:      start,
-		Elapsed:    50 * time.Millisecond,
-		Records:    append(recs, pipelines.Record{}),
-		Completed:  3,
-		Lost:       []uint64{2},
+		Variant: "p4",
+		Spec:    pipelines.Spec{Durations: []time.Duration{ms2(1), ms2(1), ms2(1)}, Work: pipelines.Sleep, PayloadSize: 8},
+		Rate:    100,
+		Bound:   math.Inf(1),
+		Elapsed: 50 * time.Millisecond,
+		Records: append(recs, pipelines.Record{}),
+		Account: pipelines.Account{
+			N:         5, // seq 4 never sent
+			Stages:    3,
+			Start:     start,
+			Completed: 3,
+			Lost:      []uint64{2},
+		},
 		Throughput: 75,
 	}
 }
@@ -324,5 +327,99 @@ func TestHeaderAccount(t *testing.T) {
 	if len(m.Incidents) != 1 || m.Incidents[0].Worker != "p4-S2-w2" || m.Incidents[0].Kind != "unresponsive" ||
 		m.Incidents[0].Held != 3 || !strings.Contains(m.Incidents[0].Text, "unresponsive for 2s") {
 		t.Errorf("incidents %+v", m.Incidents)
+	}
+}
+
+// accountResult is handResult with every set of the account filled in:
+// lost, late, unaccounted, never sent, duplicates, strays, rejections, a
+// violation, an early end and incidents, on a run that started now (so its
+// times are on this process's clocks, as a real run's are).
+func accountResult() *pipelines.Result {
+	res := handResult()
+	start := time.Now()
+	res.Account = pipelines.Account{
+		N: 5, Stages: 3, Start: start, Completed: 3,
+		Lost: []uint64{2}, Late: 1, LateSeqs: []uint64{3},
+		Unaccounted: []uint64{4}, Unsent: 0,
+		Duplicates: 2, DuplicateSeqs: []uint64{1, 0},
+		Strays: 3, StrayList: []pipelines.Stray{{ID: "other", Seq: 9}, {ID: "x", Seq: 1}},
+		Rejected: 1, RejectErrs: []string{"S2: not an envelope"},
+		Violations: []string{"seq 1: stage S2 finished in 0.9ms, before its 1ms"},
+		Incidents: []pipelines.Incident{
+			{At: start.Add(1234 * time.Millisecond), Worker: "p4-S2-w2", Kind: pipelines.WorkerUnresponsive, For: 2 * time.Second, Held: 3},
+			{At: start.Add(2 * time.Second), Worker: "p4-S2-w2", Kind: pipelines.WorkerBack, For: 2800 * time.Millisecond, Held: 0},
+			{At: start.Add(3 * time.Second), Worker: "p4-S3-w1", Kind: pipelines.WorkerDied, Held: -1, Detail: "process p4-S3-w1: killed by signal killed"},
+		},
+		EndedBy:     "fault: server gone",
+		LossTimeout: 5 * time.Second,
+	}
+	return res
+}
+
+// TestAccountRoundTrip: a Result's account, written into a trace's header
+// and read back, is the same account: the same sets, and the same lines,
+// word for word, as Result.Report prints under its summary.
+func TestAccountRoundTrip(t *testing.T) {
+	res := accountResult()
+	var b bytes.Buffer
+	if err := New(res).WriteJSONL(&b); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ReadJSONL(&b, "account.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tr.Meta.Account()
+	report := strings.Split(res.Report(), "\n")[1:]
+	if lines := got.Lines(); !reflect.DeepEqual(lines, report) {
+		t.Errorf("account lines from the trace:\n%s\nwant Report's:\n%s", strings.Join(lines, "\n"), strings.Join(report, "\n"))
+	}
+	if len(report) != 11 || !strings.HasPrefix(report[6], "incident at +1.234s: worker p4-S2-w2 unresponsive") {
+		t.Errorf("Report's account lines:\n%s", strings.Join(report, "\n"))
+	}
+	if got.Counts() != res.Account.Counts() {
+		t.Errorf("counts %q, want %q", got.Counts(), res.Account.Counts())
+	}
+	// The times come back as wall times: equal instants, compared apart.
+	want := res.Account
+	if !got.Start.Equal(want.Start) {
+		t.Errorf("start %v, want %v", got.Start, want.Start)
+	}
+	for i := range got.Incidents {
+		if !got.Incidents[i].At.Equal(want.Incidents[i].At) {
+			t.Errorf("incident %d at %v, want %v", i, got.Incidents[i].At, want.Incidents[i].At)
+		}
+		got.Incidents[i].At = want.Incidents[i].At
+	}
+	got.Start = want.Start
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("account read back:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestAccountOldHeader: a header written before the account's lists
+// existed (a lost list and late, duplicate and stray counts only) still
+// reads, and its account says what it has.
+func TestAccountOldHeader(t *testing.T) {
+	const old = `{"type":"header","format":"natspipe-trace","version":1,"variant":"p4","stages":2,"durations_ns":[1000000,1000000],` +
+		`"n":4,"messages":2,"completed":1,"lost":[1],"late":2,"duplicates":1,"strays":1,"rejected":0}` + "\n" +
+		`{"type":"msg","seq":0,"id":"a","intended":10,"sent":10,"received":50,"stages":[{"stage":1,"worker":"w1","arrived":11,"started":12,"finished":20},{"stage":2,"worker":"w2","arrived":21,"started":22,"finished":40}]}` + "\n" +
+		`{"type":"msg","seq":1,"intended":20,"sent":0,"received":0}` + "\n"
+	tr, err := ReadJSONL(strings.NewReader(old), "old.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tr.Meta.Account()
+	want := []string{
+		"lost (1, never reached S2): seq 1",
+		"late (2, back after the loss timeout)",
+		"duplicates (1)",
+		"strays (1, envelopes of no message of this run, id/seq)",
+	}
+	if got := a.Lines(); !reflect.DeepEqual(got, want) {
+		t.Errorf("old header's account:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if c := a.Counts(); c != "lost 1, late 2, duplicates 1, strays 1, rejected 0" {
+		t.Errorf("counts %q", c)
 	}
 }
