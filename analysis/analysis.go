@@ -86,7 +86,19 @@ type Run struct {
 
 	Messages  int `json:"messages"` // messages in the trace
 	Completed int `json:"completed"`
-	Lost      int `json:"lost"`
+	// Lost, Late and Unaccounted count the messages as the run defined
+	// them (see pipelines.Account): declared lost and never back; declared
+	// lost and back after all (completed, in the figures); sent and
+	// neither back nor declared lost when the run ended early. A CSV
+	// trace, which has no header, counts every message not back as lost.
+	Lost        int `json:"lost"`
+	Late        int `json:"late"`
+	Unaccounted int `json:"unaccounted"`
+	// Account is the run's whole account from the trace's header: every
+	// lost, late, unaccounted, duplicate and stray message by seq, the
+	// worker incidents, violations and rejections (Account.Lines renders
+	// it as natspipe run printed it).
+	Account pipelines.Account `json:"account"`
 	// Skipped counts the completed messages left out because their stamps
 	// contradict each other (see trace's readers, which refuse such
 	// files; a trace built in memory is checked here); Skip says why the
@@ -298,9 +310,14 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 		Durations:  make([]float64, n),
 		Allocation: make([]int, n),
 		Stages:     make([]Stage, n),
+		Account:    m.Account(),
 		tr:         t,
 		hist:       pipelines.NewLatencyHistogram(),
 	}
+	if r.Account.Lost == nil {
+		r.Account.Lost = []uint64{} // "lost": [] in JSON, as in the trace header
+	}
+	r.Lost, r.Late, r.Unaccounted = len(r.Account.Lost), r.Account.Late, len(r.Account.Unaccounted)
 	for i := 0; i < n; i++ {
 		if i < len(m.Durations) {
 			r.Durations[i] = ms(m.Durations[i])
@@ -338,8 +355,7 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 			lastIntended = max(lastIntended, from)
 		}
 		if !msg.Completed() {
-			r.Lost++
-			continue
+			continue // lost, unaccounted: the header's account says which
 		}
 		if len(msg.Stages) != n {
 			return nil, fmt.Errorf("analyze %s: seq %d has %d stage records, want %d", t.Source, msg.Seq, len(msg.Stages), n)

@@ -120,8 +120,21 @@ func FuzzAnalyzeJSONL(f *testing.F) {
 			return
 		}
 		checkFigures(t, r)
-		if r.Completed+r.Lost+r.Skipped != r.Messages {
-			t.Errorf("completed %d + lost %d + skipped %d != %d messages", r.Completed, r.Lost, r.Skipped, r.Messages)
+		notBack := 0
+		for _, m := range tr.Messages {
+			if !m.Completed() {
+				notBack++
+			}
+		}
+		if r.Completed+notBack+r.Skipped != r.Messages {
+			t.Errorf("completed %d + not back %d + skipped %d != %d messages", r.Completed, notBack, r.Skipped, r.Messages)
+		}
+		if r.Lost != len(tr.Meta.Lost) || r.Late != tr.Meta.Late || r.Unaccounted != len(tr.Meta.Unaccounted) {
+			t.Errorf("lost %d late %d unaccounted %d, header says %d %d %d", r.Lost, r.Late, r.Unaccounted, len(tr.Meta.Lost), tr.Meta.Late, len(tr.Meta.Unaccounted))
+		}
+		var b bytes.Buffer
+		if err := (&Report{Runs: []*Run{r}}).WriteText(&b); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -26,9 +26,10 @@ type Table struct {
 func (rep *Report) Tables() []Table {
 	runs := Table{
 		Title: "runs",
-		Header: []string{"run", "work", "msgs", "lost", "msgs/s", "bound", "eff",
+		Header: []string{"run", "msgs", "lost", "late", "unacct", "msgs/s", "bound", "eff",
 			"p50", "p90", "p99", "p99.9", "max", "floor", "transit-p50"},
 		Notes: []string{
+			"msgs: completed (late included); lost: declared lost, never back; late: back after that; unacct: neither, at an early end",
 			"msgs/s: steady state (slope of completions over the middle 80%); bound: the configuration's theoretical throughput; eff = msgs/s / bound",
 			"p50..max: end-to-end latency (from the intended send for open loop); floor: sum of the stage times; transit: time in messaging over all hops",
 		},
@@ -75,7 +76,7 @@ func (rep *Report) Tables() []Table {
 			r.AllocationString(), dash(r.NATSServer), file,
 		})
 		runs.Rows = append(runs.Rows, []string{
-			r.Label, dash(r.Work), strconv.Itoa(r.Completed), strconv.Itoa(r.Lost),
+			r.Label, strconv.Itoa(r.Completed), strconv.Itoa(r.Lost), strconv.Itoa(r.Late), strconv.Itoa(r.Unaccounted),
 			rate(r.Throughput), rate(r.Bound), eff(r.Efficiency),
 			Millis(r.Latency.P50), Millis(r.Latency.P90), Millis(r.Latency.P99), Millis(r.Latency.P999), Millis(r.Latency.Max),
 			Millis(r.Floor), Millis(r.Transit.P50),
@@ -112,8 +113,33 @@ func (rep *Report) Tables() []Table {
 	return out
 }
 
+// AccountText is the run's account of its messages: a heading naming the
+// run and its trace with the counts (completed, then the counts of
+// natspipe run's summary), then the account's lines, word for word those
+// natspipe run printed under its summary (pipelines.Account.Lines): every
+// lost, late, unaccounted, duplicate and stray message by seq, the worker
+// incidents at their time into the run, violations and rejections.
+func (r *Run) AccountText() []string {
+	a := &r.Account
+	head := "account of " + r.Label
+	if r.Source != "" {
+		head += " (" + filepath.Base(r.Source) + ")"
+	}
+	if a.N > 0 {
+		head += fmt.Sprintf(": %d/%d completed, ", a.Completed, a.N)
+	} else {
+		head += fmt.Sprintf(": %d completed, ", a.Completed)
+	}
+	head += a.Counts()
+	if a.N == 0 {
+		head += " (no header: lost counts every message not back)"
+	}
+	return append([]string{head}, a.Lines()...)
+}
+
 // WriteText writes the tables as aligned text, benchstat style: the first
-// column left-aligned, the others right-aligned.
+// column left-aligned, the others right-aligned; then each run's account
+// (AccountText), under the title "accounts".
 func (rep *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	for i, t := range rep.Tables() {
@@ -121,6 +147,15 @@ func (rep *Report) WriteText(w io.Writer) error {
 			b.WriteByte('\n')
 		}
 		t.write(&b)
+	}
+	b.WriteString("\naccounts\n")
+	for i, r := range rep.Runs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		for _, l := range r.AccountText() {
+			b.WriteString(l + "\n")
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

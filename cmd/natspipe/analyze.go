@@ -28,8 +28,10 @@ const analyzeUsage = `usage: natspipe analyze [flags] TRACE...
 Analyses natspipe traces (.jsonl, or .csv with fewer facts) side by side and
 prints text tables: configurations, runs (throughput against bound,
 end-to-end latency percentiles, transit), stages (service time, queue wait,
-utilization, the bottleneck marked *) and, for open-loop runs, latency from
-the intended send and publish delay. A TRACE may be a directory: its .jsonl
+utilization, the bottleneck marked *), for open-loop runs, latency from
+the intended send and publish delay, then each run's account: its lost,
+late, unaccounted, duplicate and stray messages by seq and its worker
+incidents, in the lines natspipe run printed. A TRACE may be a directory: its .jsonl
 files are read (its .csv files if it has no .jsonl). A trace that cannot be
 read or has no completed message is skipped with a note on stderr; it fails
 only when no trace is usable.

@@ -49,6 +49,27 @@ type runOptions struct {
 	set         map[string]bool // the flags given on the command line
 	// onWorkerExit is the P3/P4 policy for a worker that dies mid-run.
 	onWorkerExit string
+	// liveness is how long a P3/P4 worker may stay silent, or hold
+	// messages without progress, before it is named unresponsive (stuck).
+	liveness time.Duration
+}
+
+// Bounds of natspipe run -liveness: below 100 ms the fleet's requests (every
+// liveness/4) would flood a busy worker, and a scheduling hiccup would name
+// it unresponsive; above an hour a frozen worker would go unnoticed for the
+// whole of most runs.
+const (
+	minLiveness = 100 * time.Millisecond
+	maxLiveness = time.Hour
+)
+
+// checkLiveness is checkRunOptions' check of -liveness: a usage error
+// (exit 2) naming the flag, its value and the bounds.
+func checkLiveness(o runOptions) error {
+	if o.liveness < minLiveness || o.liveness > maxLiveness {
+		return usagef("-liveness %v: want %v to %v", o.liveness, minLiveness, maxLiveness)
+	}
+	return nil
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
@@ -81,6 +102,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
+	fs.DurationVar(&o.liveness, "liveness", worker.DefaultLiveness, "p3/p4: a worker silent, or holding messages without progress, this long is named unresponsive (or stuck); 100ms to 1h")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(worker.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -97,7 +119,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.set = setFlags(fs)
-	if err := checkRunOptions(o, o.set); err != nil {
+	err = checkRunOptions(o, o.set)
+	if err == nil {
+		err = checkLiveness(o)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
 	}
@@ -177,6 +203,7 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
 				procs := worker.Processes{NATS: conn, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
 				procs.OnWorkerExit = onExit
+				procs.Liveness = o.liveness
 				if o.variant == "p3" {
 					return p3.Start(ctx, procs, spec, sink)
 				}
