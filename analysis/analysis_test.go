@@ -258,3 +258,56 @@ func TestMillis(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountFromHeader: the runs' lost, late and unaccounted counts are
+// the header's account, not the messages that did not come back: a run
+// that ended early lists seq 5 as unaccounted, not lost. The account's
+// text is its heading and the header account's lines.
+func TestAccountFromHeader(t *testing.T) {
+	tr := handTrace(false)
+	tr.Source = "/tmp/early.jsonl"
+	m := &tr.Meta
+	m.Lost, m.Unaccounted, m.EndedBy = nil, []uint64{5}, "fault: nats: connection closed"
+	m.Completed, m.Late, m.LateSeqs, m.LossTimeout = 5, 1, []uint64{4}, time.Second
+	r, err := AnalyzeTrace(tr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Completed != 5 || r.Lost != 0 || r.Late != 1 || r.Unaccounted != 1 {
+		t.Errorf("completed %d lost %d late %d unaccounted %d, want 5 0 1 1", r.Completed, r.Lost, r.Late, r.Unaccounted)
+	}
+	want := []string{
+		"account of p4 (early.jsonl): 5/6 completed, lost 0 + 1 unaccounted at the end, late 1, duplicates 0, strays 0, rejected 0 (ENDED EARLY)",
+		"ended early: fault: nats: connection closed",
+		"unaccounted at the end (1, sent, neither back from S2 nor declared lost): seq 5",
+		"late (1, back after the 1s loss timeout): seq 4",
+	}
+	if got := r.AccountText(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("account text:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var b bytes.Buffer
+	if err := (&Report{Runs: []*Run{r}}).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "\naccounts\n"+strings.Join(want, "\n")+"\n") {
+		t.Errorf("text report lacks the account:\n%s", b.String())
+	}
+
+	// A CSV trace has no header: every message not back counts as lost,
+	// and the heading says so.
+	var csv bytes.Buffer
+	if err := tr.WriteCSV(&csv); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := trace.ReadCSV(&csv, "early.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = AnalyzeTrace(ct, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Lost != 1 || r.Unaccounted != 0 || !strings.HasSuffix(r.AccountText()[0], "(no header: lost counts every message not back)") {
+		t.Errorf("csv: lost %d unaccounted %d, account %q", r.Lost, r.Unaccounted, r.AccountText())
+	}
+}

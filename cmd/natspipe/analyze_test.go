@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -233,3 +234,138 @@ func TestAnalyzeSkipsUnusableTraces(t *testing.T) {
 		}
 	}
 }
+
+// accountResult is a P4 run of 8 messages through 2 stages, built by hand
+// with every kind of account: seq 2 and 5 lost, seq 3 late, two duplicate
+// completions, two strays, a rejection and a worker that died, on this
+// process's clocks as a real run's are.
+func accountResult() *pipelines.Result {
+	start := time.Now()
+	t0 := pipelines.Stamp(start)
+	ms := int64(time.Millisecond)
+	res := &pipelines.Result{
+		Variant: "p4",
+		Spec:    pipelines.Spec{Durations: []time.Duration{time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep},
+		Bound:   500,
+		Window:  4,
+		Elapsed: 100 * time.Millisecond,
+		Account: pipelines.Account{
+			N: 8, Stages: 2, Start: start, Completed: 6,
+			Lost: []uint64{2, 5}, Late: 1, LateSeqs: []uint64{3},
+			Duplicates: 2, DuplicateSeqs: []uint64{4, 1},
+			Strays: 2, StrayList: []pipelines.Stray{{ID: "otherrun", Seq: 3}, {ID: "old", Seq: 12}},
+			Rejected: 1, RejectErrs: []string{"S2: decode envelope: truncated"},
+			Incidents: []pipelines.Incident{{At: start.Add(1500 * time.Millisecond), Worker: "p4-S2-w2", Kind: pipelines.WorkerDied,
+				Held: 2, Detail: "process p4-S2-w2: killed by signal killed"}},
+			LossTimeout: 5 * time.Second,
+		},
+		Latency: pipelines.NewLatencyHistogram(),
+	}
+	for seq := range 8 {
+		at := t0 + int64(seq)*5*ms
+		r := pipelines.Record{Intended: at}
+		r.Seq = uint64(seq)
+		if seq != 2 && seq != 5 {
+			r.ID, r.Sent, r.Received = fmt.Sprintf("id%d", seq), at, at+5*ms
+			r.Stages = []pipelines.StageRecord{
+				{Stage: 1, Worker: "p4-S1-w1", Arrived: at + ms/10, Started: at + ms/5, Finished: at + ms + ms/5},
+				{Stage: 2, Worker: "p4-S2-w1", Arrived: at + ms + ms/2, Started: at + 2*ms, Finished: at + 4*ms},
+			}
+		}
+		res.Records = append(res.Records, r)
+	}
+	return res
+}
+
+// TestAnalyzeAccount: natspipe analyze prints each run's account in the
+// very lines of the run's Report (what natspipe run printed), under a
+// heading naming the run; its runs table counts lost as the run did (not
+// late, not unaccounted); -json carries the account.
+func TestAnalyzeAccount(t *testing.T) {
+	res := accountResult()
+	dir := t.TempDir()
+	if err := trace.WriteDir(dir, "acct", res); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "acct.jsonl")
+	code, out, errs := analyzeCapture(analyzeCmd, path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(res.Report(), "\n")[1:]
+	want := "account of p4 (acct.jsonl): 6/8 completed, " + res.Account.Counts() + "\n" + strings.Join(lines, "\n") + "\n"
+	if !strings.Contains(out, "\naccounts\n"+want) {
+		t.Errorf("analyze output lacks the account:\n%s\nwant:\n%s", out, want)
+	}
+	for _, l := range []string{"lost (2, never reached S2): seq 2, 5", "late (1, back after the 5s loss timeout): seq 3",
+		"duplicates (2): seq 1, 4", "strays (2, envelopes of no message of this run, id/seq): otherrun/3, old/12",
+		"incident at +1.5s: worker p4-S2-w2 died: process p4-S2-w2: killed by signal killed"} {
+		if !strings.Contains(want, l) {
+			t.Errorf("Report lacks %q:\n%s", l, want)
+		}
+	}
+	// The runs table: msgs 6, lost 2, late 1, unacct 0.
+	if !regexpMatch(`(?m)^p4\s+6\s+2\s+1\s+0\s`, out) {
+		t.Errorf("runs table does not say 6 completed, 2 lost, 1 late, 0 unaccounted:\n%s", out)
+	}
+
+	code, js, errs := analyzeCapture(analyzeCmd, "-json", path)
+	if code != 0 {
+		t.Fatalf("-json: exit %d: %s", code, errs)
+	}
+	var rep struct {
+		Runs []struct {
+			Lost, Late, Unaccounted int
+			Account                 struct {
+				Lost       []uint64 `json:"lost"`
+				LateSeqs   []uint64 `json:"late_seqs"`
+				Duplicates []uint64 `json:"duplicate_seqs"`
+				Strays     []struct {
+					ID string `json:"id"`
+				} `json:"stray_list"`
+				Incidents []struct {
+					Worker, Kind, Text string
+				} `json:"incidents"`
+			} `json:"account"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(js), &rep); err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Runs[0]
+	a := r.Account
+	if r.Lost != 2 || r.Late != 1 || r.Unaccounted != 0 || fmt.Sprint(a.Lost) != "[2 5]" || fmt.Sprint(a.LateSeqs) != "[3]" ||
+		fmt.Sprint(a.Duplicates) != "[4 1]" || len(a.Strays) != 2 || len(a.Incidents) != 1 || a.Incidents[0].Kind != "died" ||
+		!strings.Contains(a.Incidents[0].Text, "killed by signal") {
+		t.Errorf("json account: %+v", r)
+	}
+}
+
+// TestAnalyzeOldTrace: a trace written before the account's lists existed
+// (a lost list that holds every message not back, late, duplicate and
+// stray counts only) is analysed with what it has.
+func TestAnalyzeOldTrace(t *testing.T) {
+	const old = `{"type":"header","format":"natspipe-trace","version":1,"variant":"p3","stages":1,"durations_ns":[1000000],` +
+		`"n":3,"messages":3,"window":2,"bound":1000,"completed":2,"lost":[1],"late":1,"duplicates":2,"strays":0,"rejected":0,"throughput":0}` + "\n" +
+		`{"type":"msg","seq":0,"id":"a","intended":100,"sent":100,"received":2000000,"stages":[{"stage":1,"worker":"w","arrived":200,"started":300,"finished":1000300}]}` + "\n" +
+		`{"type":"msg","seq":1,"intended":200,"sent":0,"received":0}` + "\n" +
+		`{"type":"msg","seq":2,"id":"c","intended":300,"sent":300,"received":3000000,"stages":[{"stage":1,"worker":"w","arrived":1000400,"started":1000500,"finished":2000500}]}` + "\n"
+	path := filepath.Join(t.TempDir(), "old.jsonl")
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := analyzeCapture(analyzeCmd, path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := "accounts\naccount of p3 (old.jsonl): 2/3 completed, lost 1, late 1, duplicates 2, strays 0, rejected 0\n" +
+		"lost (1, never reached S1): seq 1\nlate (1, back after the loss timeout)\nduplicates (2)\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("old trace's account:\n%s\nwant:\n%s", out, want)
+	}
+	if !regexpMatch(`(?m)^p3\s+2\s+1\s+1\s+0\s`, out) {
+		t.Errorf("runs table does not say 2 completed, 1 lost, 1 late, 0 unaccounted:\n%s", out)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

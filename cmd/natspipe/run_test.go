@@ -162,4 +162,37 @@ func TestRunWorkerKilled(t *testing.T) {
 	if len(tr.Meta.Incidents) == 0 || tr.Meta.Incidents[0].Worker != victim || tr.Meta.Incidents[0].Kind != "died" {
 		t.Errorf("trace incidents %+v, want %s's death", tr.Meta.Incidents, victim)
 	}
+	// natspipe analyze on the trace prints the run's account in the very
+	// lines natspipe run printed: the lost set, the death at its time.
+	acode, aout, aerr := analyzeCapture(analyzeCmd, filepath.Join(dir, "kill.jsonl"))
+	if acode != 0 {
+		t.Fatalf("analyze: exit %d: %s", acode, aerr)
+	}
+	_, account, _ := strings.Cut(aout, "\naccounts\n")
+	account = strings.TrimSuffix(account, "\n")
+	runLines := accountLines(out)
+	if got := strings.Split(account, "\n")[1:]; !slices.Equal(got, runLines) {
+		t.Errorf("analyze's account lines:\n%s\nnatspipe run's:\n%s", strings.Join(got, "\n"), strings.Join(runLines, "\n"))
+	}
+	if !slices.Equal(parseSeqs(t, account, "lost ("), lost) {
+		t.Errorf("analyze's lost set %v, run's %v", parseSeqs(t, account, "lost ("), lost)
+	}
+}
+
+// accountLines are the lines natspipe run printed under its summary line
+// (the one with "msgs/s (bound"), up to the open-loop line, if any.
+func accountLines(out string) []string {
+	var lines []string
+	in := false
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		switch {
+		case strings.Contains(l, " msgs/s (bound "):
+			in = true
+		case in && strings.HasPrefix(l, "open loop at "):
+			in = false
+		case in:
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
