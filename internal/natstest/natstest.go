@@ -3,7 +3,19 @@
 // shut down in Cleanup, or the server named by NATS_URL (or NATS_CONTEXT),
 // with the credentials and TLS files the NATS_* variables give, when set.
 // It is the testing.TB face of internal/natsserver, which production code
-// uses.
+// uses (see its Examples).
+//
+// In a test:
+//
+//	func TestPublish(t *testing.T) {
+//		srv := natstest.Start(t) // closed when the test ends
+//		nc, err := srv.Conn.Connect("test")
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer nc.Close()
+//		// ...
+//	}
 package natstest
 
 import (
