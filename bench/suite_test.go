@@ -8,7 +8,7 @@ import (
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
-	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/internal/procs/procstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -160,7 +160,7 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchkit.Cleanup(b, "raw chain", raw)
-	rawProcs, err := NewRawProcChain(srv.Conn, overheadHops, procs.ForTest(b, nil), exe, 30*time.Second)
+	rawProcs, err := NewRawProcChain(srv.Conn, overheadHops, procstest.NewGroup(b, nil), exe, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

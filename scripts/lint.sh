@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# lint.sh: the static checks CI runs: gofmt, go vet, go mod tidy (no diff)
-# and staticcheck at a pinned version (built into .bin/ from the Go module
+# lint.sh: the static checks CI runs: gofmt, go vet, go mod tidy (no diff),
+# no test-only code (the testing package) linked into the commands, and
+# staticcheck at a pinned version (built into .bin/ from the Go module
 # proxy when missing). Exit 1 on any finding.
 #
 # usage: scripts/lint.sh
@@ -22,6 +23,14 @@ if ! GOFLAGS= go mod tidy -diff; then
 	echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result" >&2
 	exit 1
 fi
+
+echo "lint.sh: no testing package in the commands"
+for cmd in ./cmd/*/; do
+	if go list -deps "$cmd" | grep -qx testing; then
+		echo "$cmd links the testing package: a test helper is imported by production code" >&2
+		exit 1
+	fi
+done
 
 bin="$root/.bin/staticcheck-$STATICCHECK_VERSION"
 if [ ! -x "$bin" ]; then

@@ -77,7 +77,7 @@ func TestBadValuesRefused(t *testing.T) {
 				base, cand, file = good, bad, "n.txt"
 			}
 			err := within(t, tt.name, func() error {
-				_, err := Compare(Input{"b.txt", strings.NewReader(base)}, Input{"n.txt", strings.NewReader(cand)}, Options{})
+				_, err := Compare(Input{"b.txt", strings.NewReader(base)}, Input{"n.txt", strings.NewReader(cand)}, Options{Units: pipelineUnits()})
 				return err
 			})
 			wantPos := file + ":11: " + side + " " + benchP3 + ": "
@@ -87,8 +87,8 @@ func TestBadValuesRefused(t *testing.T) {
 		}
 	}
 
-	// Negative values of a unit that is not built in are fine: it may
-	// be a difference.
+	// Negative values of a unit in no table (KnownUnits, Options.Units)
+	// are fine: it may be a difference.
 	neg := fixture(1, 8, []fakeBench{{benchP3, []metric{{"delta-ms", -5, 0.1}}}})
 	if _, err := Compare(Input{"b", strings.NewReader(neg)}, Input{"n", strings.NewReader(neg)}, Options{}); err != nil {
 		t.Errorf("negative custom unit: %v", err)

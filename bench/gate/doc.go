@@ -53,8 +53,9 @@
 // Every measurement of both files is checked before anything is compared,
 // whatever the filter: NaN, +Inf and -Inf (as written, or after benchfmt
 // scaled the unit, as 1e308 MB/s becomes B/s), magnitudes above
-// MaxMagnitude, and negative values of the built-in units (KnownUnits: none
-// of them can be negative) are refused, as are more than MaxSamples samples
+// MaxMagnitude, and negative values of the units whose direction the gate
+// is given as a table (KnownUnits and Options.Units: measurements, none of
+// which can be negative) are refused, as are more than MaxSamples samples
 // of one benchmark and unit. The error names the file and line and wraps
 // ErrBadInput; "natspipe gate" exits 2. (go-moremath's Mann-Whitney U test
 // never returns on a NaN.) A summary or test that still fails on the
@@ -67,11 +68,14 @@
 // a rule with "better=" (configuration file or command-line flag); the
 // "better=" unit metadata of the candidate or the baseline file (if both
 // declare it and they disagree, that is an error unless a rule settles the
-// unit); the built-in table (see KnownUnits: sec/op, B/op, allocs/op, the
-// latencies p50-ms, p90-ms, p99-ms, startup-ms, imbalance, ns/hop and x-raw
-// are lower-is-better; msgs/s, eff and B/s are higher-is-better); otherwise
-// lower-is-better, with a warning. For
-// "assume=" the candidate's metadata overrides the baseline's.
+// unit); the caller's table of its own units (Options.Units); the units
+// of the testing package (see KnownUnits: sec/op, B/op and allocs/op are
+// lower-is-better, B/s higher-is-better); otherwise lower-is-better, with a
+// warning. The gate knows no other units: a project declares its custom
+// metrics in the files, as benchfmt unit metadata its benchmark binaries
+// print (WriteUnitMetadata), or passes them as Options.Units ("natspipe
+// gate" passes natspipe's). For "assume=" the candidate's metadata
+// overrides the baseline's.
 //
 // # Thresholds and the configuration file
 //

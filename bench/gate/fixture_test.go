@@ -90,3 +90,15 @@ const (
 func metaLines() []string {
 	return []string{"Unit msgs/s better=higher", "Unit eff better=higher assume=nothing", "Unit p99-ms better=lower"}
 }
+
+// pipelineUnits is a caller's table of its own units (Options.Units), as
+// natspipe's internal/benchunits is: the gate knows none of them itself.
+func pipelineUnits() map[string]Direction {
+	return map[string]Direction{
+		"msgs/s": HigherIsBetter,
+		"eff":    HigherIsBetter,
+		"p50-ms": LowerIsBetter,
+		"p99-ms": LowerIsBetter,
+		"ns/hop": LowerIsBetter,
+	}
+}

@@ -66,6 +66,14 @@ type Options struct {
 	// StrictMissing makes benchmarks present in only one file fail the
 	// gate.
 	StrictMissing bool
+	// Units are the directions of the caller's own units (custom metrics
+	// reported with b.ReportMetric), keyed by the unit as benchmarks
+	// report it ("ns/hop"; the gate tidies it to "sec/hop" as benchfmt
+	// does). They apply to units that no rule and no unit metadata line
+	// of the files gives a direction, and override KnownUnits. Their
+	// values are measurements, never negative: a negative value is
+	// refused as bad input, as for KnownUnits. Nil means none.
+	Units map[string]Direction
 }
 
 // An Input is a named stream in the Go benchmark format.
@@ -322,6 +330,7 @@ func Compare(base, cand Input, opts Options) (*Report, error) {
 	g := &gater{
 		opts:  opts,
 		rules: append(BuiltinRules(), opts.Rules...),
+		known: knownUnits(opts.Units),
 		proj:  proj, unit: unitField, residue: residue, filter: filter,
 		ids: map[benchproc.Key]ident{},
 		report: &Report{
@@ -351,6 +360,7 @@ type ident struct{ pkg, name, unit string }
 type gater struct {
 	opts    Options
 	rules   []Rule
+	known   map[string]Direction // KnownUnits and Options.Units, tidied
 	proj    *benchproc.Projection
 	unit    *benchproc.Field
 	residue *benchproc.Projection
@@ -403,7 +413,7 @@ func (g *gater) read(in Input, label string) (*side, error) {
 			// benchfmt strips the "Benchmark" prefix from names; put
 			// it back so names read as in the file.
 			name := "Benchmark" + rec.Name.String()
-			if err := checkValues(rec, name, label); err != nil {
+			if err := checkValues(rec, name, label, g.known); err != nil {
 				return nil, err
 			}
 			if ok, _ := g.filter.Apply(rec); !ok {
@@ -464,10 +474,10 @@ func (g *gater) read(in Input, label string) (*side, error) {
 
 // checkValues refuses a result whose measurements the gate cannot judge:
 // NaN or infinite (as written, or after benchfmt scaled the unit), beyond
-// MaxMagnitude, or negative in a built-in unit (KnownUnits), none of which
-// can be negative. The error names the file and line.
-func checkValues(rec *benchfmt.Result, name, label string) error {
-	known := KnownUnits()
+// MaxMagnitude, or negative in a unit of known (KnownUnits and
+// Options.Units), none of which can be negative. The error names the file
+// and line.
+func checkValues(rec *benchfmt.Result, name, label string, known map[string]Direction) error {
 	for _, v := range rec.Values {
 		// Name the value as written; "in B/s" says when it went bad
 		// only as benchfmt scaled it (1e308 MB/s).
@@ -570,11 +580,11 @@ func (g *gater) resolveUnit(unit string, b, n *side) (unitInfo, error) {
 		case meta[0] != Unknown:
 			ui.better = meta[0]
 		default:
-			if d, ok := KnownUnits()[unit]; ok {
+			if d, ok := g.known[unit]; ok && d != Unknown {
 				ui.better = d
 			} else {
 				ui.better = LowerIsBetter
-				g.warnf("unit %s has no better= metadata and is not built in; assuming lower is better", unit)
+				g.warnf("unit %s has no better= metadata and no known direction; assuming lower is better", unit)
 			}
 		}
 	}

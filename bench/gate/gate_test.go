@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -88,7 +89,7 @@ func TestRegressionsFail(t *testing.T) {
 		name  string
 		unit  string
 		bench fakeBench
-		meta  bool
+		meta  bool // unit metadata in the files, else the directions as Options.Units
 	}{
 		{"sec/op +10%", "sec/op", pipelineBench(benchP4, map[string]float64{"ns/op": 1.10}), true},
 		{"msgs/s -10%", "msgs/s", pipelineBench(benchP4, map[string]float64{"msgs/s": 0.90}), true},
@@ -106,7 +107,11 @@ func TestRegressionsFail(t *testing.T) {
 				}
 				base := fixture(100+seed, 10, []fakeBench{pipelineBench(benchP4, nil), pipelineBench(benchP3, nil)}, meta...)
 				cand := fixture(200+seed, 10, []fakeBench{tt.bench, pipelineBench(benchP3, nil)}, meta...)
-				r := compare(t, base, cand, Options{})
+				var opts Options
+				if !tt.meta {
+					opts.Units = pipelineUnits()
+				}
+				r := compare(t, base, cand, opts)
 				out := formatted(t, r)
 				if r.Status() != Fail {
 					t.Fatalf("seed %d: status %v, want FAIL\n%s", seed, r.Status(), out)
@@ -443,8 +448,9 @@ func TestWriteUnitMetadata(t *testing.T) {
 	if err := WriteUnitMetadata(&b, KnownUnits()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "Unit msgs/s better=higher\n") || !strings.Contains(b.String(), "Unit sec/op better=lower\n") {
-		t.Errorf("output:\n%s", b.String())
+	want := "Unit B/op better=lower\nUnit B/s better=higher\nUnit allocs/op better=lower\nUnit sec/op better=lower\n"
+	if b.String() != want {
+		t.Errorf("output:\n%s\nwant:\n%s", b.String(), want)
 	}
 	// Round trip through benchfmt.
 	rd := benchfmt.NewReader(strings.NewReader(b.String()+"BenchmarkX 1 1 ns/op\n"), "units")
@@ -460,37 +466,33 @@ func TestWriteUnitMetadata(t *testing.T) {
 	}
 }
 
-// TestWriteUnitMetadataAssume checks the lines benchmark binaries print
-// (benchkit.PrintUnits): every project unit, as reported, with assume=.
+// TestWriteUnitMetadataAssume checks the lines a benchmark binary prints for
+// its custom units (natspipe's benchkit.PrintUnits): every unit, as
+// reported, with assume=, read back by benchfmt under the tidied unit.
 func TestWriteUnitMetadataAssume(t *testing.T) {
 	var b strings.Builder
-	if err := WriteUnitMetadataAssume(&b, ProjectUnits(), "nothing"); err != nil {
+	if err := WriteUnitMetadataAssume(&b, pipelineUnits(), "nothing"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		"Unit eff better=higher assume=nothing",
-		"Unit imbalance better=lower assume=nothing",
 		"Unit msgs/s better=higher assume=nothing",
 		"Unit ns/hop better=lower assume=nothing",
 		"Unit p50-ms better=lower assume=nothing",
-		"Unit p90-ms better=lower assume=nothing",
 		"Unit p99-ms better=lower assume=nothing",
-		"Unit startup-ms better=lower assume=nothing",
-		"Unit x-raw better=lower assume=nothing",
 	}
 	if got := b.String(); got != strings.Join(want, "\n")+"\n" {
 		t.Errorf("output:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	// Round trip through benchfmt: the tidied units (ns/hop is sec/hop)
-	// read back with both keys, and KnownUnits agrees with every one.
+	// read back with both keys.
 	rd := benchfmt.NewReader(strings.NewReader(b.String()+"BenchmarkX 1 1 ns/hop\n"), "units")
 	for rd.Scan() {
 		if se, ok := rd.Result().(*benchfmt.SyntaxError); ok {
 			t.Fatal(se)
 		}
 	}
-	known := KnownUnits()
-	for unit, d := range ProjectUnits() {
+	for unit, d := range pipelineUnits() {
 		_, tidy := benchunit.Tidy(1, unit)
 		if got := rd.Units().GetBetter(tidy); got != int(d) {
 			t.Errorf("%s: read back better=%d, want %d", unit, got, d)
@@ -498,12 +500,45 @@ func TestWriteUnitMetadataAssume(t *testing.T) {
 		if md := rd.Units().Get(tidy, "assume"); md == nil || md.Value != "nothing" {
 			t.Errorf("%s: read back assume %v, want nothing", unit, md)
 		}
-		if known[tidy] != d {
-			t.Errorf("KnownUnits()[%q] = %v, want %v", tidy, known[tidy], d)
-		}
 	}
-	if err := WriteUnitMetadataAssume(&b, ProjectUnits(), "maybe"); err == nil {
+	if err := WriteUnitMetadataAssume(&b, pipelineUnits(), "maybe"); err == nil {
 		t.Error("assume=maybe: no error")
+	}
+}
+
+// TestCallerUnits: the gate knows only the testing package's units. A
+// custom unit's direction comes from the files' unit metadata or from
+// Options.Units; without either, a drop in msgs/s is read as lower is
+// better (an improvement) with a warning; metadata outranks the table; and
+// negative values of a unit in the table are refused.
+func TestCallerUnits(t *testing.T) {
+	drop := pipelineBench(benchP4, map[string]float64{"msgs/s": 0.5})
+	base := fixture(1, 10, []fakeBench{pipelineBench(benchP4, nil)})
+	cand := fixture(2, 10, []fakeBench{drop})
+	r := compare(t, base, cand, Options{Filter: ".unit:msgs/s"})
+	if c := find(r, benchP4, "msgs/s"); c == nil || c.Better != LowerIsBetter || c.Verdict != Improved {
+		t.Errorf("no table, no metadata: %+v, want lower is better, improved", c)
+	}
+	if !strings.Contains(strings.Join(r.Warnings, "\n"), "unit msgs/s has no better= metadata") {
+		t.Errorf("no warning about msgs/s: %q", r.Warnings)
+	}
+	r = compare(t, base, cand, Options{Filter: ".unit:msgs/s", Units: pipelineUnits()})
+	if c := find(r, benchP4, "msgs/s"); c == nil || c.Better != HigherIsBetter || c.Verdict != Regressed || len(r.Warnings) != 0 {
+		t.Errorf("with Options.Units: %+v, warnings %q, want higher is better, regressed, no warnings", c, r.Warnings)
+	}
+	// Metadata in the files outranks the caller's table.
+	lower := "Unit msgs/s better=lower"
+	r = compare(t, fixture(1, 10, []fakeBench{pipelineBench(benchP4, nil)}, lower), fixture(2, 10, []fakeBench{drop}, lower),
+		Options{Filter: ".unit:msgs/s", Units: pipelineUnits()})
+	if c := find(r, benchP4, "msgs/s"); c == nil || c.Better != LowerIsBetter {
+		t.Errorf("metadata better=lower over the table: %+v", c)
+	}
+	neg := fixture(1, 8, []fakeBench{{benchP3, []metric{{"msgs/s", -5, 0.1}}}})
+	if _, err := Compare(Input{"b", strings.NewReader(neg)}, Input{"n", strings.NewReader(neg)}, Options{}); err != nil {
+		t.Errorf("negative msgs/s, not in a table: %v", err)
+	}
+	if _, err := Compare(Input{"b", strings.NewReader(neg)}, Input{"n", strings.NewReader(neg)}, Options{Units: pipelineUnits()}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("negative msgs/s in the table: err = %v, want ErrBadInput", err)
 	}
 }
 

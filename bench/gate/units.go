@@ -8,41 +8,34 @@ import (
 	"golang.org/x/perf/benchunit"
 )
 
-// KnownUnits returns the built-in directions: the units of the testing
-// package and the custom metrics of this project (ProjectUnits). Units are
-// tidied, as benchfmt reports them (ns/op is sec/op, MB/s is B/s, ns/hop is
-// sec/hop). It returns a new map on every call.
+// KnownUnits returns the directions the gate knows without being told:
+// those of the units the testing package reports (ns/op, B/op, allocs/op,
+// MB/s), tidied as benchfmt reports them (sec/op, B/op, allocs/op, B/s).
+// A project's own units are not among them: declare them in the files as
+// unit metadata (see WriteUnitMetadata), or pass them as Options.Units. It
+// returns a new map on every call.
 func KnownUnits() map[string]Direction {
-	units := map[string]Direction{
+	return map[string]Direction{
 		"sec/op":    LowerIsBetter,
 		"B/op":      LowerIsBetter,
 		"allocs/op": LowerIsBetter,
 		"B/s":       HigherIsBetter,
 	}
-	for u, d := range ProjectUnits() {
+}
+
+// knownUnits returns KnownUnits with the caller's units added (they win),
+// tidied as benchfmt tidies the units of results. Unknown entries are
+// skipped.
+func knownUnits(caller map[string]Direction) map[string]Direction {
+	units := KnownUnits()
+	for u, d := range caller {
+		if d == Unknown {
+			continue
+		}
 		_, tidy := benchunit.Tidy(1, u)
 		units[tidy] = d
 	}
 	return units
-}
-
-// ProjectUnits returns the directions of this project's custom metrics,
-// keyed by the unit as the benchmarks report it (ns/hop, not its tidied
-// sec/hop). Benchmark binaries print them as unit metadata (see
-// WriteUnitMetadataAssume); KnownUnits includes them, tidied. It returns
-// a new map on every call.
-func ProjectUnits() map[string]Direction {
-	return map[string]Direction{
-		"msgs/s":     HigherIsBetter,
-		"eff":        HigherIsBetter,
-		"p50-ms":     LowerIsBetter,
-		"p90-ms":     LowerIsBetter,
-		"p99-ms":     LowerIsBetter,
-		"startup-ms": LowerIsBetter,
-		"imbalance":  LowerIsBetter,
-		"ns/hop":     LowerIsBetter,
-		"x-raw":      LowerIsBetter,
-	}
 }
 
 // WriteUnitMetadata writes one benchfmt unit metadata line per unit,

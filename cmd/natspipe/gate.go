@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 
 	"github.com/natspipe/natspipe/bench/gate"
+	"github.com/natspipe/natspipe/internal/benchunits"
 )
 
 // Exit codes of "natspipe gate".
@@ -58,7 +60,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		strictMissing  = fs.Bool("strict-missing", false, "fail (exit 1) when a benchmark is in only one file")
 		filter         = fs.String("filter", "", "benchproc filter `expression` applied to both files, e.g. '.unit:eff' or '/work:sleep'")
 		minSamples     = fs.Int("min-samples", gate.DefaultMinSamples, "fewest samples per side to judge a comparison")
-		printUnits     = fs.Bool("print-units", false, "print benchfmt unit metadata lines (Unit X better=...) for the known units and exit")
+		printUnits     = fs.Bool("print-units", false, "print benchfmt unit metadata lines (Unit X better=...) for the standard and natspipe units and exit")
 		unitThresholds gateStringList
 		betters        gateStringList
 		rules          gateStringList
@@ -86,6 +88,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		StrictMissing: *strictMissing,
 		Filter:        *filter,
 		MinSamples:    *minSamples,
+		Units:         benchunits.Directions(),
 	}
 	if *minSamples < 2 {
 		return fail(fmt.Errorf("-min-samples %d: want at least 2", *minSamples))
@@ -139,6 +142,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 			return fail(errors.New("-print-units takes no files"))
 		}
 		units := gate.KnownUnits()
+		maps.Copy(units, benchunits.Directions())
 		for _, r := range opts.Rules {
 			if r.Better != gate.Unknown {
 				units[r.Unit] = r.Better

@@ -265,3 +265,27 @@ func TestGateNaN(t *testing.T) {
 		}
 	}
 }
+
+// TestGateProjectUnits: natspipe gate passes natspipe's unit table to the
+// gate library, which knows only Go's standard units: files without unit
+// metadata still have msgs/s judged higher-is-better.
+func TestGateProjectUnits(t *testing.T) {
+	strip := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`(?m)^Unit .*\n`)
+		out := re.ReplaceAllString(string(data), "")
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	base := strip(writeGateBench(t, 1, 10, []string{gateTestP4}, nil, 0))
+	cand := strip(writeGateBench(t, 2, 10, []string{gateTestP4}, map[string]float64{"msgs/s": 0.8}, 0))
+	code, out, errOut := runGateCapture("-filter", ".unit:msgs/s", base, cand)
+	if code != gateExitRegression || !strings.Contains(out, "REGRESSED") || strings.Contains(out+errOut, "assuming lower is better") {
+		t.Errorf("msgs/s -20%% without unit metadata: exit %d, want %d\n%s%s", code, gateExitRegression, out, errOut)
+	}
+}

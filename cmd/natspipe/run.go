@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/natsserver"
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -271,7 +271,7 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		}
 		sender = pp
 	} else {
-		srv, err := natstest.New(o.nats)
+		srv, err := natsserver.Open(o.nats)
 		if err != nil {
 			return nil, fmt.Errorf("nats server: %w", err)
 		}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/natspipe/natspipe/internal/natstest"
+	"github.com/natspipe/natspipe/internal/natsserver"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
@@ -25,7 +25,7 @@ func runServerVersion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe server-version: %v\n", err)
 		return 2
 	}
-	srv, err := natstest.New(conn)
+	srv, err := natsserver.Open(conn)
 	if err != nil {
 		fmt.Fprintf(stderr, "natspipe server-version: %v\n", err)
 		return 1

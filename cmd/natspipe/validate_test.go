@@ -141,7 +141,7 @@ func TestRunExitCodes(t *testing.T) {
 	if code := dispatch([]string{"run", "-variant", "p1", "-n", "5", "-url", "nats://127.0.0.1:1"}, &stdout, &stderr); code != 1 {
 		t.Errorf("unreachable server: exit %d, want 1; stderr:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "nats server: connect natstest-probe to nats://127.0.0.1:1") {
+	if !strings.Contains(stderr.String(), "nats server: connect natspipe-probe to nats://127.0.0.1:1") {
 		t.Errorf("unreachable server: stderr:\n%s", stderr.String())
 	}
 

@@ -17,19 +17,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/natspipe/natspipe/bench/gate"
+	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/trace"
 )
 
-// PrintUnits writes the custom units' directions to w as benchfmt unit
-// metadata lines, for benchstat and the gate. Print them once per benchmark
-// binary (Main does).
+// PrintUnits writes the custom units' directions (benchunits.Directions)
+// to w as benchfmt unit metadata lines, for benchstat and the gate. Print
+// them once per benchmark binary (Main does).
 func PrintUnits(w io.Writer) {
 	// A write error is ignored: the lines only annotate the benchmark's
 	// output, and PrintUnits has never reported one.
-	_ = gate.WriteUnitMetadataAssume(w, gate.ProjectUnits(), "nothing")
+	_ = gate.WriteUnitMetadataAssume(w, benchunits.Directions(), "nothing")
 }
 
 // Main is a TestMain body: it checks the parameter variables (CheckEnv)
@@ -93,12 +94,12 @@ func benchmarking() bool {
 // Report reports res's metrics on b: msgs/s (steady state), p50-ms,
 // p90-ms, p99-ms and eff (throughput / bound, when the bound is known).
 func Report(b *testing.B, res *pipelines.Result) {
-	b.ReportMetric(res.Throughput, "msgs/s")
-	b.ReportMetric(ms(res.LatencyAt(50)), "p50-ms")
-	b.ReportMetric(ms(res.LatencyAt(90)), "p90-ms")
-	b.ReportMetric(ms(res.LatencyAt(99)), "p99-ms")
+	b.ReportMetric(res.Throughput, benchunits.Throughput)
+	b.ReportMetric(ms(res.LatencyAt(50)), benchunits.P50)
+	b.ReportMetric(ms(res.LatencyAt(90)), benchunits.P90)
+	b.ReportMetric(ms(res.LatencyAt(99)), benchunits.P99)
 	if e := res.Efficiency(); !math.IsNaN(e) {
-		b.ReportMetric(e, "eff")
+		b.ReportMetric(e, benchunits.Efficiency)
 	}
 }
 

@@ -29,3 +29,24 @@ func TestCheckEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintUnits checks the unit metadata every benchmark binary prints:
+// one line per custom unit of benchunits, as reported, with assume=nothing.
+func TestPrintUnits(t *testing.T) {
+	var b strings.Builder
+	PrintUnits(&b)
+	want := []string{
+		"Unit eff better=higher assume=nothing",
+		"Unit imbalance better=lower assume=nothing",
+		"Unit msgs/s better=higher assume=nothing",
+		"Unit ns/hop better=lower assume=nothing",
+		"Unit p50-ms better=lower assume=nothing",
+		"Unit p90-ms better=lower assume=nothing",
+		"Unit p99-ms better=lower assume=nothing",
+		"Unit startup-ms better=lower assume=nothing",
+		"Unit x-raw better=lower assume=nothing",
+	}
+	if got := b.String(); got != strings.Join(want, "\n")+"\n" {
+		t.Errorf("output:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
@@ -116,7 +117,7 @@ func Run(b *testing.B, conn natsconn.Config, name string, cfg Config) {
 		if err != nil {
 			b.Fatal(fmt.Errorf("worker stats after the run: %w", err))
 		}
-		b.ReportMetric(float64(fx.fleet.Startup())/float64(time.Millisecond), "startup-ms")
+		b.ReportMetric(float64(fx.fleet.Startup())/float64(time.Millisecond), benchunits.Startup)
 		reportShares(b, fx.fleet.Workers(), worker.Handled(before, after), cfg.Alloc)
 	})
 }
@@ -141,7 +142,7 @@ func reportShares(b *testing.B, ids []worker.WorkerID, handled map[string]uint64
 			b.ReportMetric(s.Share, s.MetricName())
 		}
 	}
-	b.ReportMetric(worst, "imbalance")
+	b.ReportMetric(worst, benchunits.Imbalance)
 	if b.N > 1 {
 		b.Logf("N=%d %s", b.N, worker.FormatShares(shares))
 	}

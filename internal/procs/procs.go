@@ -7,8 +7,9 @@
 // exit nobody asked for is reported to the group's callback at once.
 //
 // A Group owns its children: Close kills every process group it started and
-// reaps them, within bounded time. Tests call Close in Cleanup (see ForTest),
-// so no child outlives a failed test, a panic or a Fatal.
+// reaps them, within bounded time. Tests call Close in Cleanup (see
+// internal/procs/procstest), so no child outlives a failed test, a panic or
+// a Fatal.
 package procs
 
 import (
@@ -22,7 +23,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -240,22 +240,6 @@ type spawnReq struct {
 func NewGroup(onUnexpected func(*Exit)) *Group {
 	g := &Group{onUnexpected: onUnexpected, spawn: make(chan spawnReq), spawnerDone: make(chan struct{})}
 	go g.spawner()
-	return g
-}
-
-// ForTest returns a group closed in tb's Cleanup; after closing, the
-// cleanup fails tb if any process of the group is still alive.
-func ForTest(tb testing.TB, onUnexpected func(*Exit)) *Group {
-	tb.Helper()
-	g := NewGroup(onUnexpected)
-	tb.Cleanup(func() {
-		if err := g.Close(); err != nil {
-			tb.Errorf("procs: %v", err)
-		}
-		if left := g.Leftovers(); len(left) > 0 {
-			tb.Errorf("procs: processes still alive after cleanup: %v", left)
-		}
-	})
 	return g
 }
 

@@ -113,7 +113,7 @@ func (e *exits) report(x *Exit) { e.ch <- x }
 
 func TestUnexpectedExitReportedWithTail(t *testing.T) {
 	ex := newExits()
-	g := ForTest(t, ex.report)
+	g := forTest(t, ex.report)
 	p, err := g.Start(helperSpec("crasher", "exit3"))
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestUnexpectedExitReportedWithTail(t *testing.T) {
 
 func TestKillIsExpected(t *testing.T) {
 	ex := newExits()
-	g := ForTest(t, ex.report)
+	g := forTest(t, ex.report)
 	p, err := g.Start(helperSpec("sleeper", "sleep"))
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestChildDiesWithKilledParent(t *testing.T) {
 	}
 	// The parent is a process of its own that supervises a child; killing
 	// the parent with SIGKILL must take the child with it.
-	g := ForTest(t, nil)
+	g := forTest(t, nil)
 	out := &lineWriter{lines: make(chan string, 1)}
 	spec := helperSpec("supervisor", "supervisor")
 	spec.Stdout = out
@@ -220,7 +220,7 @@ func TestChildDiesWithKilledParent(t *testing.T) {
 
 func TestLifeline(t *testing.T) {
 	ex := newExits()
-	g := ForTest(t, ex.report)
+	g := forTest(t, ex.report)
 	spec := helperSpec("tethered", "sleep")
 	spec.Lifeline = true
 	p, err := g.Start(spec)
@@ -247,7 +247,7 @@ func TestLifeline(t *testing.T) {
 }
 
 func TestWaitBounded(t *testing.T) {
-	g := ForTest(t, nil)
+	g := forTest(t, nil)
 	p, err := g.Start(helperSpec("sleeper", "sleep"))
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestWaitBounded(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	g := ForTest(t, nil)
+	g := forTest(t, nil)
 	if _, err := g.Start(Spec{Name: "nothing"}); err == nil {
 		t.Error("Start with no path succeeded")
 	}
@@ -324,4 +324,20 @@ func readPID(t *testing.T, w *lineWriter) int {
 		t.Fatal("helper printed no pid within 20s")
 	}
 	return 0
+}
+
+// forTest is procstest.NewGroup, which this package's own tests cannot
+// import (procstest imports procs).
+func forTest(tb testing.TB, onUnexpected func(*Exit)) *Group {
+	tb.Helper()
+	g := NewGroup(onUnexpected)
+	tb.Cleanup(func() {
+		if err := g.Close(); err != nil {
+			tb.Errorf("procs: %v", err)
+		}
+		if left := g.Leftovers(); len(left) > 0 {
+			tb.Errorf("procs: processes still alive after cleanup: %v", left)
+		}
+	})
+	return g
 }

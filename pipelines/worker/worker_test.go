@@ -21,6 +21,7 @@ import (
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/procs"
+	"github.com/natspipe/natspipe/internal/procs/procstest"
 	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
@@ -438,7 +439,7 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := procs.ForTest(t, nil)
+	g := procstest.NewGroup(t, nil)
 	spec := testSpec()
 	p, err := g.Start(procs.Spec{Name: "sig-S2", Path: self.Path, Env: append(childEnv(nil), self.Env...), Lifeline: true, Args: []string{
 		"-url", srv.URL, "-prefix", subjects.Prefix, "-stage", "S2", "-durations", pipelines.DurationsString(spec.Durations), "-name", "sig-S2"}})
