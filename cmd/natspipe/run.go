@@ -54,24 +54,6 @@ type runOptions struct {
 	liveness time.Duration
 }
 
-// Bounds of natspipe run -liveness: below 100 ms the fleet's requests (every
-// liveness/4) would flood a busy worker, and a scheduling hiccup would name
-// it unresponsive; above an hour a frozen worker would go unnoticed for the
-// whole of most runs.
-const (
-	minLiveness = 100 * time.Millisecond
-	maxLiveness = time.Hour
-)
-
-// checkLiveness is checkRunOptions' check of -liveness: a usage error
-// (exit 2) naming the flag, its value and the bounds.
-func checkLiveness(o runOptions) error {
-	if o.liveness < minLiveness || o.liveness > maxLiveness {
-		return usagef("-liveness %v: want %v to %v", o.liveness, minLiveness, maxLiveness)
-	}
-	return nil
-}
-
 // runRun runs one pipeline variant once and prints what it measured.
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -119,11 +101,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.set = setFlags(fs)
-	err = checkRunOptions(o, o.set)
-	if err == nil {
-		err = checkLiveness(o)
-	}
-	if err != nil {
+	if err := checkRunOptions(o, o.set); err != nil {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
 	}

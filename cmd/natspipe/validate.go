@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/p4"
@@ -58,6 +59,15 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set
 }
+
+// Bounds of natspipe run -liveness: below 100 ms the fleet's requests (every
+// liveness/4) would flood a busy worker, and a scheduling hiccup would name
+// it unresponsive; above an hour a frozen worker would go unnoticed for the
+// whole of most runs.
+const (
+	minLiveness = 100 * time.Millisecond
+	maxLiveness = time.Hour
+)
 
 // checkRunOptions checks every value of natspipe run that can be checked on
 // its own, and the environment variables it reads (NATSPIPE_DURATIONS,
@@ -129,6 +139,9 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 	case pipelines.Fixed, pipelines.Poisson:
 	default:
 		return usagef("-arrivals %q: want %q or %q", o.arrivals, pipelines.Fixed, pipelines.Poisson)
+	}
+	if o.liveness < minLiveness || o.liveness > maxLiveness {
+		return usagef("-liveness %v: want %v to %v", o.liveness, minLiveness, maxLiveness)
 	}
 	if o.timeout < 0 || o.timeout > pipelines.MaxRun {
 		return usagef("-timeout %v: want 0 (derived from the bound) or a positive duration up to %v", o.timeout, pipelines.MaxRun)
