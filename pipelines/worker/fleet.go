@@ -522,6 +522,11 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 		if err := ctx.Err(); err != nil {
 			return got, nil, err
 		}
+		if !f.nc.IsConnected() {
+			// Reconnecting or closed: no reply can come now, and waiting out
+			// the timeout would only delay what the caller does about it.
+			return got, nil, fmt.Errorf("replies on %s: %w", subject, errConnectionLost)
+		}
 		m, err := sub.NextMsg(min(100*time.Millisecond, time.Until(deadline)+time.Millisecond))
 		if errors.Is(err, nats.ErrTimeout) {
 			continue
@@ -566,6 +571,11 @@ func (f *Fleet) ordered(got map[string]Stats) []Stats {
 	return out
 }
 
+// errConnectionLost says the fleet's connection to NATS went away while it
+// waited for its workers' replies: they cannot be asked anything more. The
+// loss itself was reported to the run (the sink's Fault) when it happened.
+var errConnectionLost = errors.New("the fleet's connection to NATS is lost")
+
 // Stop stops the workers stage by stage, S1 first, so each stage drains
 // into a stage that still serves: it asks the stage's workers to drain and
 // exit and collects their final Stats. Then it waits for every process to
@@ -583,11 +593,20 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 	var errs []error
 	all := map[string]Stats{}
 	for i := range f.cfg.Spec.Stages() {
+		if !f.nc.IsConnected() {
+			return f.killAll(all, fmt.Errorf("stop %s: %w", pipelines.StageName(i), errConnectionLost))
+		}
 		want := f.alive(i)
 		for name := range want {
 			f.procs[name].Expect()
 		}
 		got, none, err := f.request(ctx, StopSubject(f.cfg.Subjects, i), want, f.cfg.StopTimeout)
+		if errors.Is(err, errConnectionLost) {
+			for k, v := range got {
+				all[k] = v
+			}
+			return f.killAll(all, fmt.Errorf("stop %s: %w", pipelines.StageName(i), err))
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", pipelines.StageName(i), err))
 		}
@@ -624,6 +643,20 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 	return out, nil
 }
 
+// killAll ends a stop that cannot go on (cause): every worker process is
+// killed and reaped, and the final Stats of those that replied are returned
+// with the error.
+func (f *Fleet) killAll(replied map[string]Stats, cause error) ([]Stats, error) {
+	for _, id := range f.ids {
+		f.procs[id.Name].Expect()
+	}
+	errs := []error{fmt.Errorf("%w; every worker process killed", cause)}
+	if err := f.group.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return f.ordered(replied), fmt.Errorf("fleet %s: stop: %w", f.cfg.Variant, errors.Join(errs...))
+}
+
 // Close stops the fleet if Stop has not been called (bounded), kills every
 // worker process group, reaps them and closes the fleet's connection. It is
 // safe to call more than once and after a failed test: it is what Cleanup
@@ -640,7 +673,10 @@ func (f *Fleet) Close() error {
 	var errs []error
 	if !stopped && f.nc != nil && f.nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
-		if _, err := f.Stop(ctx); err != nil {
+		// A connection lost while stopping is not Close's failure: it was
+		// reported to the run when it happened, and Close's job, that no
+		// worker outlives the fleet, is done all the same.
+		if _, err := f.Stop(ctx); err != nil && !errors.Is(err, errConnectionLost) {
 			errs = append(errs, err)
 		}
 		cancel()

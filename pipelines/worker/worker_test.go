@@ -545,6 +545,48 @@ func TestFleetStatsAndStop(t *testing.T) {
 	}
 }
 
+// TestFleetStopAfterServerGone: with the server gone, a stop cannot ask the
+// workers anything. It says so, kills them instead of waiting out every
+// stage's timeout, and Close, whose job is that no worker outlives the
+// fleet, does not fail on it (the run was told of the loss when it
+// happened). The shutdown comes just before the stop, so the fleet's
+// connection may not yet know it is gone when the stop begins.
+func TestFleetStopAfterServerGone(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	if srv.External {
+		t.Skip("the server is NATS_URL's: not ours to shut down")
+	}
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := StartFleet(context.Background(), FleetConfig{
+		Processes: Processes{NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: self},
+		Spec:      testSpec(), Variant: "t",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = f.Stop(ctx)
+	if !errors.Is(err, errConnectionLost) {
+		t.Fatalf("stop with the server gone: %v, want %v", err, errConnectionLost)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("stop waited out its whole bound")
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	if left := f.Leftovers(); len(left) > 0 {
+		t.Errorf("left: %v", left)
+	}
+}
+
 func TestShares(t *testing.T) {
 	ids := []WorkerID{{0, 0, "a"}, {1, 0, "b1"}, {1, 1, "b2"}, {1, 2, "b3"}, {1, 3, "b4"}}
 	before := []Stats{{Name: "b1", Handled: 10}}
