@@ -75,7 +75,7 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 			Completed:     st.completed,
 			Late:          st.late,
 			Unsent:        st.n - st.sent,
-			Duplicates:    len(st.duplicates),
+			Duplicates:    st.nDuplicates,
 			DuplicateSeqs: st.duplicates,
 			Strays:        st.nStrays,
 			StrayList:     st.strays,

@@ -99,16 +99,18 @@ type runState struct {
 	duplicates []uint64
 	strays     []Stray
 	nStrays    int
-	rejected   int
-	rejectErrs []string
-	violations []string
-	incidents  []Incident
-	recvMono   []time.Duration // completion times since start, in completion order
-	start      time.Time
-	slots      chan struct{}
-	allDone    chan struct{}
-	faulted    chan struct{}
-	fault      error
+	// nDuplicates counts every duplicate; duplicates lists the first MaxListed.
+	nDuplicates int
+	rejected    int
+	rejectErrs  []string
+	violations  []string
+	incidents   []Incident
+	recvMono    []time.Duration // completion times since start, in completion order
+	start       time.Time
+	slots       chan struct{}
+	allDone     chan struct{}
+	faulted     chan struct{}
+	fault       error
 }
 
 // NewRunner checks cfg and fills in its defaults.
@@ -405,6 +407,7 @@ func (r *Runner) Complete(msg []byte, recv time.Time) {
 	seq := env.Seq
 	switch st.state[seq] {
 	case completed, late:
+		st.nDuplicates++
 		if len(st.duplicates) < MaxListed {
 			st.duplicates = append(st.duplicates, seq)
 		}
@@ -499,7 +502,9 @@ func (r *Runner) Incident(in Incident) {
 }
 
 // MaxListed bounds the duplicates, strays and incidents a Result lists one
-// by one; their counts are always exact.
+// by one. The counts of duplicates and strays are always exact; incidents
+// (deaths and unresponsive spells of workers, a handful in any real run)
+// past MaxListed are dropped.
 const MaxListed = 1000
 
 // seqList formats seqs ascending as "seq 3, 7, 12 ... (n more)", at most

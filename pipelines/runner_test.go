@@ -3,6 +3,7 @@ package pipelines
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -184,5 +185,38 @@ func TestIncidents(t *testing.T) {
 	if rep := res.Report(); !strings.Contains(rep, "worker w-a came back after 2.5s, holding 3 messages") ||
 		!strings.Contains(rep, "worker w-a unresponsive for 2s (held 3 messages at its last answer)") {
 		t.Errorf("report does not show w-a's spell:\n%s", rep)
+	}
+}
+
+// TestDuplicatesCountedPastTheList: a Result lists the first MaxListed
+// duplicates and strays, and counts every one.
+func TestDuplicatesCountedPastTheList(t *testing.T) {
+	r, p := scriptedRunner(t, time.Minute)
+	const extra = 5
+	p.on = func(seq uint64, msg []byte) bool {
+		if seq == 1 {
+			for range MaxListed + extra {
+				p.sink.Complete(msg, time.Now())
+			}
+			stray, _ := (&Envelope{ID: "strayid000000000000000", Seq: 3, Stages: []StageRecord{{Stage: 1}}}).Append(nil)
+			for range MaxListed + extra {
+				p.sink.Complete(stray, time.Now())
+			}
+		}
+		return true
+	}
+	res, err := r.Run(context.Background(), p, 4)
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	// The first of seq 1's completions counts; every later one is a duplicate.
+	if want := MaxListed + extra; res.Duplicates != want || len(res.DuplicateSeqs) != MaxListed {
+		t.Errorf("duplicates %d, %d listed; want %d, %d listed", res.Duplicates, len(res.DuplicateSeqs), want, MaxListed)
+	}
+	if want := MaxListed + extra; res.Strays != want || len(res.StrayList) != MaxListed {
+		t.Errorf("strays %d, %d listed; want %d, %d listed", res.Strays, len(res.StrayList), want, MaxListed)
+	}
+	if !strings.Contains(res.Report(), fmt.Sprintf("... (%d more)", extra)) {
+		t.Errorf("report does not say what is not listed:\n%.300s", res.Report())
 	}
 }
