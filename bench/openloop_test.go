@@ -176,8 +176,11 @@ type queueStats struct {
 	// medianWork is the median time in stage work, which a stall does not
 	// move as it moves the mean.
 	medianWork time.Duration
-	rate       float64
-	rho        float64
+	// workCV2 is the squared coefficient of variation of the work time:
+	// about 0 for the deterministic service M/D/1 assumes.
+	workCV2 float64
+	rate    float64
+	rho     float64
 }
 
 func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
@@ -220,6 +223,14 @@ func measureQueue(res *pipelines.Result, stage int) (q queueStats) {
 	}
 	slices.Sort(works)
 	q.medianWork = time.Duration(works[len(works)/2])
+	var ss float64
+	for _, w := range works {
+		d := float64(w) - float64(q.work)
+		ss += d * d
+	}
+	if q.work > 0 {
+		q.workCV2 = ss / float64(len(works)) / (float64(q.work) * float64(q.work))
+	}
 	arrivals := make([]int64, len(spans))
 	for i, s := range spans {
 		arrivals[i] = s.arrived
@@ -259,15 +270,32 @@ func TestOpenLoopMD1(t *testing.T) {
 	}{{0.5, 6000}, {0.8, 20000}} {
 		t.Run(fmt.Sprintf("rho=%.1f", c.rho), func(t *testing.T) {
 			rate := c.rho / service.Seconds()
-			res := openLoop(t, srv.Conn, spec, rate, pipelines.Poisson, uint64(c.n), c.n)
-			q := measureQueue(res, 0)
-			want := md1Wait(q)
-			ratio := float64(q.wait) / float64(want)
-			t.Logf("target rho %.2f: measured rate %.1f msgs/s, service %v (work %v + handling %v), rho %.3f: mean wait %v (idle dispatch %v), M/D/1 %v, ratio %.3f",
-				c.rho, q.rate, q.service, q.work, q.handling, q.rho, q.wait, q.dispatch, want, ratio)
-			if math.Abs(ratio-1) > 0.15 {
-				t.Errorf("mean queue wait %v vs M/D/1 %v: off by %.0f%%, want within 15%%", q.wait, want, 100*(ratio-1))
+			// M/D/1 holds for a deterministic service. A VM's slow period
+			// makes some services take many times their time (seen: mean
+			// work 2.25 ms against a median of 2.05 ms, and a queue 30
+			// times the formula's), which is a different queue, not a
+			// wrong harness. An attempt within 15% passes. One that misses
+			// while its work time varied past maxWorkCV2 was disturbed: it
+			// is logged and run again. One that misses with a steady work
+			// time fails at once: that is the harness or the theory.
+			const attempts, maxWorkCV2 = 4, 0.01
+			for a := 1; a <= attempts; a++ {
+				res := openLoop(t, srv.Conn, spec, rate, pipelines.Poisson, uint64(c.n)+uint64(a), c.n)
+				q := measureQueue(res, 0)
+				want := md1Wait(q)
+				ratio := float64(q.wait) / float64(want)
+				t.Logf("attempt %d, target rho %.2f: measured rate %.1f msgs/s, service %v (work %v, cv2 %.4f + handling %v), rho %.3f: mean wait %v (idle dispatch %v), M/D/1 %v, ratio %.3f",
+					a, c.rho, q.rate, q.service, q.work, q.workCV2, q.handling, q.rho, q.wait, q.dispatch, want, ratio)
+				if math.Abs(ratio-1) <= 0.15 {
+					return
+				}
+				if q.workCV2 <= maxWorkCV2 {
+					t.Fatalf("mean queue wait %v vs M/D/1 %v: off by %.0f%%, want within 15%% (work time steady: cv2 %.4f)", q.wait, want, 100*(ratio-1), q.workCV2)
+				}
+				t.Logf("attempt %d disturbed: work time cv2 %.4f > %.2f (median %v, mean %v): not a deterministic service", a, q.workCV2, maxWorkCV2, q.medianWork, q.work)
+				time.Sleep(3 * time.Second)
 			}
+			t.Errorf("no attempt of %d within 15%% of M/D/1, each disturbed (work time cv2 above %.2f): this machine never gave a deterministic service", attempts, maxWorkCV2)
 		})
 	}
 }
