@@ -443,20 +443,34 @@ func TestStoppedWorker(t *testing.T) {
 	if len(res.Lost) != 0 || res.Completed != n || res.EndedBy != "" || len(res.Unaccounted) != 0 {
 		t.Errorf("lost %v, completed %d of %d, ended by %q", res.Lost, res.Completed, n, res.EndedBy)
 	}
-	if res.Late == 0 {
-		t.Error("no message came back late; the worker was stopped past the loss timeout")
-	}
+	// Late means back after the loss timeout, and the stopped worker's
+	// messages are among them. On a loaded machine another worker's
+	// message can be late too, and another worker can miss a liveness
+	// check: that is what the account is for, so it is logged, not failed.
+	onVictim := 0
 	for _, seq := range res.LateSeqs {
-		if w := res.Records[seq].Stages[1].Worker; w != victim {
-			t.Errorf("late seq %d passed S2 on %s, not the stopped %s", seq, w, victim)
+		rec := res.Records[seq]
+		if took := time.Duration(rec.Received - rec.Sent); took <= lossTimeout {
+			t.Errorf("late seq %d came back %v after its send, within the %v loss timeout", seq, took, lossTimeout)
 		}
+		if w := rec.Stages[1].Worker; w == victim {
+			onVictim++
+		} else {
+			t.Logf("late seq %d passed S2 on %s, not the stopped %s (a loaded machine)", seq, w, victim)
+		}
+	}
+	if onVictim == 0 {
+		t.Errorf("no late message passed S2 on the stopped %s (late: %v)", victim, res.LateSeqs)
 	}
 	if len(incidentsOf(res, victim, pipelines.WorkerUnresponsive)) == 0 || len(incidentsOf(res, victim, pipelines.WorkerBack)) == 0 {
 		t.Errorf("incidents %v, want %s unresponsive and back", res.Incidents, victim)
 	}
 	for _, in := range res.Incidents {
-		if in.Worker != victim {
-			t.Errorf("incident of a worker never stopped: %v", in)
+		switch {
+		case in.Kind == pipelines.WorkerDied:
+			t.Errorf("a worker died: %v", in)
+		case in.Worker != victim:
+			t.Logf("incident of a worker never stopped (a loaded machine): %v", in)
 		}
 	}
 	if err == nil || !strings.Contains(err.Error(), "late") || strings.Contains(err.Error(), "lost") {
