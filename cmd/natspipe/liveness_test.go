@@ -1,7 +1,6 @@
 package main
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,9 +9,6 @@ import (
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/syncbuf"
-	"github.com/natspipe/natspipe/internal/varianttest"
-	"github.com/natspipe/natspipe/pipelines/bus"
-	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
 // TestRunLivenessBounds: -liveness out of 100ms..1h, or not a duration, is
@@ -46,29 +42,9 @@ func TestRunLiveness(t *testing.T) {
 		code <- runRun([]string{"-variant", "p3", "-durations", "1ms,2ms,1ms", "-n", strconv.Itoa(n), "-liveness", "300ms"}, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(time.Minute)
-	header := regexp.MustCompile(`at (\S+), subjects (\S+)\.\*`)
-	var url, prefix string
-	for url == "" {
-		if m := header.FindStringSubmatch(stdout.String()); m != nil {
-			url, prefix = m[1], m[2]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("natspipe run printed no server line:\n%s\n%s", stdout.String(), stderr.String())
-		} else {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	const victim = "p3-S2-w1"
-	pid := 0
-	for pid == 0 {
-		if pid = findWorker(prefix, victim); pid == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no process for worker %s", victim)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	// Stop it once messages flow, for a second.
-	sp := varianttest.NewSpy(t, natsconn.Config{URL: url}, bus.Subjects{Prefix: prefix}, 1, 3)
+	pid, sp := watchRun(t, &stdout, &stderr, deadline, victim, 3)
 	for sp.Completions() < 20 {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d completions", sp.Completions())

@@ -47,6 +47,34 @@ func findWorker(prefix, name string) int {
 	return 0
 }
 
+// watchRun waits, until deadline, for a natspipe run writing to stdout to
+// print its server line and for its worker victim's process, and returns
+// that process and a spy on stage 1 (S2) of its stages stages.
+func watchRun(t *testing.T, stdout, stderr *syncbuf.Buffer, deadline time.Time, victim string, stages int) (int, *varianttest.Spy) {
+	t.Helper()
+	header := regexp.MustCompile(`at (\S+), subjects (\S+)\.\*`)
+	var url, prefix string
+	for url == "" {
+		if m := header.FindStringSubmatch(stdout.String()); m != nil {
+			url, prefix = m[1], m[2]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("natspipe run printed no server line:\n%s\n%s", stdout.String(), stderr.String())
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	pid := 0
+	for pid == 0 {
+		if pid = findWorker(prefix, victim); pid == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no process for worker %s", victim)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return pid, varianttest.NewSpy(t, natsconn.Config{URL: url}, bus.Subjects{Prefix: prefix}, 1, stages)
+}
+
 // parseSeqs reads the seqs of the report line that starts with prefix
 // ("lost (3, never reached S4): seq 1, 2, 3").
 func parseSeqs(t *testing.T, report, prefix string) []uint64 {
@@ -90,28 +118,9 @@ func TestRunWorkerKilled(t *testing.T) {
 		code <- runRun([]string{"-variant", "p4", "-alloc", "1-4-1-1", "-durations", "2ms,8ms,2ms,2ms",
 			"-n", strconv.Itoa(n), "-trace", dir, "-trace-name", "kill"}, &stdout, &stderr)
 	}()
-	header := regexp.MustCompile(`at (\S+), subjects (\S+)\.\*`)
-	var url, prefix string
 	deadline := time.Now().Add(time.Minute)
-	for url == "" {
-		if m := header.FindStringSubmatch(stdout.String()); m != nil {
-			url, prefix = m[1], m[2]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("natspipe run printed no server line:\n%s\n%s", stdout.String(), stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	const victim = "p4-S2-w2"
-	pid := 0
-	for pid == 0 {
-		if pid = findWorker(prefix, victim); pid == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no process for worker %s", victim)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	sp := varianttest.NewSpy(t, natsconn.Config{URL: url}, bus.Subjects{Prefix: prefix}, 1, 4)
+	pid, sp := watchRun(t, &stdout, &stderr, deadline, victim, 4)
 	for sp.Completions() < n/5 {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d completions", sp.Completions())
