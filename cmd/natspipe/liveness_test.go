@@ -58,14 +58,7 @@ func TestRunLiveness(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	var rc int
-	select {
-	case rc = <-code:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("natspipe run did not end within 2 minutes")
-	}
-	out := stdout.String()
-	t.Logf("exit %d, stdout:\n%s", rc, out)
+	_, out := waitRun(t, code, &stdout)
 	if !strings.Contains(out, "worker "+victim+" unresponsive for") && !strings.Contains(out, "worker "+victim+" stuck") {
 		t.Errorf("the 1 s stop of %s was not named at -liveness 300ms", victim)
 	}

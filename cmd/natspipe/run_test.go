@@ -47,6 +47,21 @@ func findWorker(prefix, name string) int {
 	return 0
 }
 
+// waitRun waits, at most 2 minutes, for the natspipe run whose exit code
+// comes on code, and returns it with the run's stdout, which it logs.
+func waitRun(t *testing.T, code <-chan int, stdout *syncbuf.Buffer) (int, string) {
+	t.Helper()
+	var rc int
+	select {
+	case rc = <-code:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("natspipe run did not end within 2 minutes")
+	}
+	out := stdout.String()
+	t.Logf("exit %d, stdout:\n%s", rc, out)
+	return rc, out
+}
+
 // watchRun waits, until deadline, for a natspipe run writing to stdout to
 // print its server line and for its worker victim's process, and returns
 // that process and a spy on stage 1 (S2) of its stages stages.
@@ -129,14 +144,7 @@ func TestRunWorkerKilled(t *testing.T) {
 	}
 	held, _ := sp.KillHolding(t, pid, 30*time.Second)
 	t.Logf("killed %s (pid %d) holding at least %v", victim, pid, held)
-	var rc int
-	select {
-	case rc = <-code:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("natspipe run did not end within 2 minutes")
-	}
-	out := stdout.String()
-	t.Logf("exit %d, stdout:\n%s", rc, out)
+	rc, out := waitRun(t, code, &stdout)
 	if rc != 1 {
 		t.Errorf("exit status %d, want 1 (messages lost)", rc)
 	}
