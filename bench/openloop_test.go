@@ -20,9 +20,9 @@ import (
 
 // startP3 starts P3 with this test binary as the worker processes.
 func startP3(t testing.TB) varianttest.StartFunc {
-	for _, v := range variants(t) {
+	for _, v := range defaultVariants(t) {
 		if v.impl == "p3" {
-			return v.start
+			return v.start()
 		}
 	}
 	t.Fatal("no p3 in the suite")

@@ -73,6 +73,36 @@ func (c *RawChain) RoundTrips(ctx context.Context, n int, msg []byte) (time.Dura
 	return time.Since(start) / time.Duration(n), nil
 }
 
+// Windowed sends n messages through the chain keeping window of them in
+// flight (a closed loop, as natspipe's runner does) and returns the time
+// from the first send to the last arrival.
+func (c *RawChain) Windowed(ctx context.Context, n, window int, msg []byte) (time.Duration, error) {
+	if n < 1 || window < 1 {
+		return 0, fmt.Errorf("raw chain: %d messages, window %d: want at least 1 of each", n, window)
+	}
+	start := time.Now()
+	sent := 0
+	for ; sent < min(window, n); sent++ {
+		if err := c.nc.Publish(c.in, msg); err != nil {
+			return 0, fmt.Errorf("raw chain: publish message %d: %w", sent, err)
+		}
+	}
+	for done := 0; done < n; done++ {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("raw chain: %d of %d messages came back: %w", done, n, ctx.Err())
+		}
+		if sent < n {
+			if err := c.nc.Publish(c.in, msg); err != nil {
+				return 0, fmt.Errorf("raw chain: publish message %d: %w", sent, err)
+			}
+			sent++
+		}
+	}
+	return time.Since(start), nil
+}
+
 // Close closes the chain's connection (a process chain's hops are stopped
 // by their procs.Group).
 func (c *RawChain) Close() error { return bus.Drain(c.nc) }

@@ -13,11 +13,9 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/p0"
-	"github.com/natspipe/natspipe/pipelines/p1"
-	"github.com/natspipe/natspipe/pipelines/p2"
-	"github.com/natspipe/natspipe/pipelines/p3"
-	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/variants"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -30,56 +28,80 @@ func TestMain(m *testing.M) {
 // suiteInflight is P2's in-flight limit in the suite.
 const suiteInflight = 64
 
-// suiteAlloc is P4's allocation in the suite: the study's 1-4-1-1.
-func suiteAlloc() p4.Alloc { return p4.DefaultAlloc() }
-
-// variant is one column of the suite.
+// variant is one column of the suite: a registered variant
+// (pipelines/variants) in its suite configuration, over one transport.
 type variant struct {
-	impl  string
-	start varianttest.StartFunc // nil for P0, which has no messaging
-	bound func(pipelines.Spec) float64
-	// window is the variant's default closed-loop window; nil: Little's law.
-	window func(pipelines.Spec, float64) int
+	impl string
+	v    variants.Variant
+	cfg  variants.Config
 }
 
-// variants are P0..P4 as the suite runs them: P2 with inflight 64, P3 with
-// sync workers, P4 with 1-4-1-1 sync workers. P3 and P4 start this test
-// binary as their worker processes.
-func variants(tb testing.TB) []variant {
+// name is the variant's sub-benchmark name: its impl key, then its
+// transport key, last, so that a -bench pattern for the impl lists the
+// transports side by side: "impl=p4/transport=core".
+func (v variant) name() string { return "impl=" + v.impl + "/transport=" + v.cfg.TransportName() }
+
+// variantsOn are P0..P4 as the suite runs them over tr: P2 with inflight
+// 64, P3 with sync workers, P4 with 1-4-1-1 sync workers (the registry's
+// defaults). P3 and P4 start this test binary as their worker processes.
+// P0 uses no broker; it is listed under every transport as the row's
+// baseline.
+func variantsOn(tb testing.TB, tr transport.Transport) []variant {
 	launcher, err := worker.Self()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return []variant{
-		{impl: "p0", bound: p0.Bound},
-		{impl: "p1", start: startP1, bound: p1.Bound},
-		{impl: "p2", start: startP2(suiteInflight), bound: func(s pipelines.Spec) float64 { return p2.Bound(s, suiteInflight) }},
-		{impl: "p3",
-			start: func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-				return p3.Start(ctx, p3.Options{NATS: conn, Subjects: subjects, Launcher: launcher}, spec, sink)
-			},
-			bound:  func(s pipelines.Spec) float64 { return p3.Bound(s, worker.Sync, 0) },
-			window: func(s pipelines.Spec, b float64) int { return p3.Window(s, worker.Sync, 0, b) },
-		},
-		{impl: "p4",
-			start: func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-				return p4.Start(ctx, p4.Options{Processes: worker.Processes{NATS: conn, Subjects: subjects, Launcher: launcher}, Alloc: suiteAlloc()}, spec, sink)
-			},
-			bound:  func(s pipelines.Spec) float64 { return p4.Bound(s, suiteAlloc(), worker.Sync, 0) },
-			window: func(s pipelines.Spec, b float64) int { return p4.Window(s, suiteAlloc(), worker.Sync, 0, b) },
-		},
+	var vs []variant
+	for _, v := range variants.All() {
+		cfg := variants.Config{Transport: tr, Inflight: suiteInflight, Mode: worker.Sync,
+			Processes: worker.Processes{Launcher: launcher}}
+		vs = append(vs, variant{impl: v.Name, v: v, cfg: cfg})
 	}
+	return vs
 }
 
-func startP1(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
+// variantsOver are P0..P4 as variantsOn runs them, each over every
+// transport of ts in turn: p0 over ts[0], p0 over ts[1], p1 over ts[0], ...
+// With messaging only, P0 is left out.
+func variantsOver(tb testing.TB, ts []transport.Transport, messaging bool) []variant {
+	per := make([][]variant, len(ts))
+	for i, tr := range ts {
+		per[i] = variantsOn(tb, tr)
+	}
+	var vs []variant
+	for j := range variants.All() {
+		for i := range ts {
+			if v := per[i][j]; v.v.Messaging || !messaging {
+				vs = append(vs, v)
+			}
+		}
+	}
+	return vs
 }
 
-func startP2(inflight int) varianttest.StartFunc {
-	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-		return p2.Start(ctx, p2.Options{NATS: conn, Subjects: subjects, Inflight: inflight}, spec, sink)
+// selectedTransports are the transports of most benchmarks:
+// transports.FromEnv's (core unless NATSPIPE_TRANSPORT says otherwise).
+func selectedTransports(tb testing.TB) []transport.Transport {
+	ts, err := transports.FromEnv(nil)
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return ts
 }
+
+// comparedTransports are the transports of a benchmark that compares them:
+// transports.Compared's (every transport unless NATSPIPE_TRANSPORT says
+// otherwise).
+func comparedTransports(tb testing.TB) []transport.Transport {
+	ts, err := transports.Compared(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ts
+}
+
+// variants are P0..P4 over the default transport.
+func defaultVariants(tb testing.TB) []variant { return variantsOn(tb, nil) }
 
 // fixture is a variant ready to run: its runner and where to send.
 type fixture struct {
@@ -92,47 +114,68 @@ type fixture struct {
 func setup(tb testing.TB, conn natsconn.Config, v variant, cfg pipelines.RunConfig) fixture {
 	tb.Helper()
 	cfg.Variant = v.impl
+	vc := v.cfg
+	cfg.AtLeastOnce = transports.OrDefault(vc.Transport).AtLeastOnce()
+	vc.Spec = cfg.Spec
 	if cfg.Bound == 0 {
-		cfg.Bound = v.bound(cfg.Spec)
+		cfg.Bound = v.v.Bound(vc)
 	}
-	if cfg.Window == 0 && v.window != nil {
-		cfg.Window = v.window(cfg.Spec, cfg.Bound)
+	if cfg.Window == 0 {
+		cfg.Window = v.v.Window(vc, cfg.Bound)
 	}
-	if v.start == nil {
+	if !v.v.Messaging {
 		r, err := pipelines.NewRunner(cfg)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		p, err := p0.New(cfg.Spec, r)
+		p, err := v.v.Start(context.Background(), vc, r)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		return fixture{runner: r, sender: p}
+		return fixture{runner: r, sender: p.(pipelines.Sender)}
 	}
-	fx := varianttest.Start(tb, conn, v.start, cfg)
+	fx := varianttest.StartOn(tb, conn, vc.Transport, v.start(), cfg)
 	return fixture{runner: fx.Runner, sender: fx.Endpoint}
 }
 
+// start is v's start as a varianttest.StartFunc.
+func (v variant) start() varianttest.StartFunc {
+	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+		c := v.cfg
+		c.NATS, c.Subjects, c.Spec = conn, subjects, spec
+		return v.v.Start(ctx, c, sink)
+	}
+}
+
 // BenchmarkSuite is the study's table: every variant on the same pipeline,
-// for sleep and cpu work. Compare with scripts/compare.sh suite FILE.
+// for sleep and cpu work, over transports.FromEnv's transports (core by
+// default): BenchmarkSuite/work=sleep/impl=p4/transport=core. Compare with
+// scripts/compare.sh suite FILE.
 func BenchmarkSuite(b *testing.B) {
 	srv := natstest.Start(b)
 	base := benchkit.Spec(b, pipelines.DefaultSpec())
 	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
-		for _, v := range variants(b) {
+		for _, v := range variantsOver(b, selectedTransports(b), false) {
 			spec := base
 			spec.Work = work
 			fx := benchkit.Once(func() fixture {
 				return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec,
 					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)})
 			})
-			b.Run("work="+string(work)+"/impl="+v.impl, func(b *testing.B) {
+			b.Run("work="+string(work)+"/"+v.name(), func(b *testing.B) {
 				f := fx()
 				benchkit.Bench(b, f.runner, f.sender)
 			})
 		}
 	}
 }
+
+// overheadRawN is how many round trips the raw chain makes just before and
+// just after each variant's run of b.N messages, outside the timed section:
+// as many as the variant's, within [200, 1000]. testing.B calls a
+// sub-benchmark several times while it sizes b.N; a hop of the process
+// chain costs about 0.2 ms, so a fixed 2000 cost 4 s a call.
+func overheadRawN(n int) int { return min(max(n, 200), 1000) }
 
 // overheadHops is the number of NATS hops a message makes in a 4-stage
 // pipeline: source to S1, S1 to S2, S2 to S3, S3 to S4, S4 to the sink.
@@ -141,11 +184,14 @@ const overheadHops = 5
 // BenchmarkOverhead measures messaging cost: each messaging variant (P4 as
 // 1-4-1-1, its queue groups) with zero-duration stages and one message in
 // flight, against a raw nats.go chain of as many hops measured in the same
-// run, beside the variant, outside the timed section. It reports ns/hop and
+// run, just before and just after the variant (their mean), outside the
+// timed section. It reports ns/hop and
 // x-raw, the ratio of the variant's hop to the raw hop of the same shape:
 // P1 and P2 against a chain in one process (impl=raw), P3 and P4 against a
 // chain whose every hop is a process of its own (impl=raw-procs), since a
-// hop into an idle process pays that process's wake-up.
+// hop into an idle process pays that process's wake-up. It runs over
+// transports.Compared's transports (every transport by default: the price
+// of durability per hop is its result): BenchmarkOverhead/impl=p4/transport=js.
 func BenchmarkOverhead(b *testing.B) {
 	srv := natstest.Start(b)
 	spec := benchkit.Spec(b, pipelines.DefaultSpec())
@@ -187,10 +233,7 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(1, "x-raw")
 		})
 	}
-	for _, v := range variants(b) {
-		if v.start == nil {
-			continue
-		}
+	for _, v := range variantsOver(b, comparedTransports(b), true) {
 		ref := raw
 		if v.impl == "p3" || v.impl == "p4" {
 			ref = rawProcs
@@ -198,15 +241,18 @@ func BenchmarkOverhead(b *testing.B) {
 		fx := benchkit.Once(func() fixture {
 			return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
 		})
-		b.Run("impl="+v.impl, func(b *testing.B) {
+		b.Run(v.name(), func(b *testing.B) {
 			f := fx()
-			rawHop := hop(b, ref, 2000) // measured now, beside the variant, outside the timed section
+			before := hop(b, ref, overheadRawN(b.N)) // beside the variant, outside the timed section
 			b.ResetTimer()
 			res, err := f.runner.Run(context.Background(), f.sender, b.N)
 			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
 			}
+			// The raw hop before and after the variant's run: on a shared
+			// machine the load can change between the two.
+			rawHop := (before + hop(b, ref, overheadRawN(b.N))) / 2
 			perHop := res.Elapsed / time.Duration(b.N*overheadHops)
 			b.ReportMetric(float64(perHop), "ns/hop")
 			b.ReportMetric(float64(perHop)/float64(rawHop), "x-raw")

@@ -59,6 +59,13 @@ type Account struct {
 	// of this run (another run's, one from before this run started).
 	Strays    int     `json:"strays"`
 	StrayList []Stray `json:"stray_list,omitempty"`
+	// AtLeastOnce says the run's transport may deliver a message more than
+	// once: its duplicates are expected, not a problem.
+	AtLeastOnce bool `json:"at_least_once,omitempty"`
+	// Redeliveries counts, by stage ("S2"; "done" for the sink's input),
+	// the deliveries after a message's first by an at-least-once transport;
+	// nil when there were none.
+	Redeliveries map[string]int `json:"redeliveries,omitempty"`
 	// Rejected counts the malformed messages refused by stages or the
 	// sink; RejectErrs holds the first few rejections.
 	Rejected   int      `json:"rejected"`
@@ -126,6 +133,9 @@ func (a *Account) Counts() string {
 		fmt.Fprintf(&b, ", %d never sent", a.Unsent)
 	}
 	fmt.Fprintf(&b, ", late %d, duplicates %d, strays %d, rejected %d", a.Late, a.Duplicates, a.Strays, a.Rejected)
+	if len(a.Redeliveries) > 0 {
+		fmt.Fprintf(&b, ", redeliveries %s", FormatRedeliveries(a.Redeliveries))
+	}
 	if n := len(a.Incidents); n > 0 {
 		fmt.Fprintf(&b, ", %d worker incident%s", n, plural(n))
 	}
@@ -168,7 +178,14 @@ func (a *Account) Lines() []string {
 		line("late (%d, back after %s)%s", a.Late, a.lossTimeout(), listed(a.LateSeqs, a.Late, 0))
 	}
 	if a.Duplicates > 0 {
-		line("duplicates (%d)%s", a.Duplicates, listed(a.DuplicateSeqs, a.Duplicates, 0))
+		kind := ""
+		if a.AtLeastOnce {
+			kind = ", expected of an at-least-once transport: the first kept"
+		}
+		line("duplicates (%d%s)%s", a.Duplicates, kind, listed(a.DuplicateSeqs, a.Duplicates, 0))
+	}
+	if len(a.Redeliveries) > 0 {
+		line("redeliveries by stage: %s", FormatRedeliveries(a.Redeliveries))
 	}
 	if a.Strays > 0 {
 		ids := make([]string, len(a.StrayList))
@@ -226,7 +243,7 @@ func (a *Account) problems(show int) []string {
 		parts = append(parts, fmt.Sprintf("%d message%s late (back after %s)%s",
 			a.Late, plural(a.Late), a.lossTimeout(), listed(a.LateSeqs, a.Late, show)))
 	}
-	if a.Duplicates > 0 {
+	if a.Duplicates > 0 && !a.AtLeastOnce {
 		parts = append(parts, fmt.Sprintf("%d duplicate completion%s%s", a.Duplicates, plural(a.Duplicates),
 			listed(a.DuplicateSeqs, a.Duplicates, show)))
 	}

@@ -3,8 +3,10 @@ package pipelines
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +86,8 @@ func (r *Runner) result(st *runState, end time.Time) *Result {
 			Violations:    st.violations,
 			Incidents:     st.incidents,
 			LossTimeout:   r.cfg.LossTimeout,
+			AtLeastOnce:   r.cfg.AtLeastOnce,
+			Redeliveries:  maps.Clone(st.redelivered),
 		},
 		Latency: NewLatencyHistogram(),
 	}
@@ -236,6 +240,29 @@ func (res *Result) Summary() string {
 // analyze prints the same lines from the run's trace.
 func (res *Result) Report() string {
 	return strings.Join(append([]string{res.Summary()}, res.account().Lines()...), "\n")
+}
+
+// FormatRedeliveries writes redeliveries by stage as "S2=3 done=1", stages
+// in pipeline order and the sink's input last.
+func FormatRedeliveries(m map[string]int) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		rank := func(k string) int {
+			if n, err := strconv.Atoi(strings.TrimPrefix(k, "S")); err == nil && strings.HasPrefix(k, "S") {
+				return n
+			}
+			return math.MaxInt
+		}
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
 }
 
 // PeakOverlap is the largest number of the records' work intervals

@@ -69,3 +69,10 @@ func TestPeakOverlap(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatRedeliveries(t *testing.T) {
+	got := FormatRedeliveries(map[string]int{"done": 1, "S10": 2, "S2": 3})
+	if want := "S2=3 S10=2 done=1"; got != want {
+		t.Fatalf("FormatRedeliveries: %q, want %q", got, want)
+	}
+}

@@ -59,6 +59,10 @@ type RunConfig struct {
 	Seed     uint64 // for Poisson arrivals
 	// Timeout bounds a whole run. 0: derived from the bound and message count.
 	Timeout time.Duration
+	// AtLeastOnce says the transport may deliver a message more than once
+	// (transport.Transport.AtLeastOnce): duplicate completions are then
+	// counted and listed but do not make the run wrong.
+	AtLeastOnce bool
 	// LossTimeout declares a message lost when it has not come back this long
 	// after it was sent (core NATS is at-most-once). 0: derived.
 	LossTimeout time.Duration
@@ -74,6 +78,9 @@ type Runner struct {
 	mu  sync.Mutex
 	run *runState // nil between runs
 }
+
+// Config is the runner's configuration.
+func (r *Runner) Config() RunConfig { return r.cfg }
 
 // msgState is where one message of a run stands.
 type msgState uint8
@@ -103,6 +110,7 @@ type runState struct {
 	nDuplicates int
 	rejected    int
 	rejectErrs  []string
+	redelivered map[string]int
 	violations  []string
 	incidents   []Incident
 	recvMono    []time.Duration // completion times since start, in completion order
@@ -473,6 +481,29 @@ func (r *Runner) noteReject(st *runState, msg string) {
 	if len(st.rejectErrs) < 10 {
 		st.rejectErrs = append(st.rejectErrs, msg)
 	}
+}
+
+// RedeliverySink is a Sink that counts redeliveries: the deliveries of a
+// message, by an at-least-once transport, after its first (JetStream
+// redelivers what a dead member did not acknowledge within AckWait).
+type RedeliverySink interface {
+	// Redelivered counts one redelivery at stage ("S2", or "done" for the
+	// sink's own input).
+	Redelivered(stage string)
+}
+
+// Redelivered implements RedeliverySink for the run in progress.
+func (r *Runner) Redelivered(stage string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.run
+	if st == nil {
+		return
+	}
+	if st.redelivered == nil {
+		st.redelivered = map[string]int{}
+	}
+	st.redelivered[stage]++
 }
 
 // Fault implements Sink.

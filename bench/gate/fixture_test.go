@@ -100,5 +100,6 @@ func pipelineUnits() map[string]Direction {
 		"p50-ms": LowerIsBetter,
 		"p99-ms": LowerIsBetter,
 		"ns/hop": LowerIsBetter,
+		"of-raw": HigherIsBetter,
 	}
 }

@@ -478,6 +478,7 @@ func TestWriteUnitMetadataAssume(t *testing.T) {
 		"Unit eff better=higher assume=nothing",
 		"Unit msgs/s better=higher assume=nothing",
 		"Unit ns/hop better=lower assume=nothing",
+		"Unit of-raw better=higher assume=nothing",
 		"Unit p50-ms better=lower assume=nothing",
 		"Unit p99-ms better=lower assume=nothing",
 	}

@@ -16,18 +16,20 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/p0"
-	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
-	"github.com/natspipe/natspipe/pipelines/p3"
 	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/variants"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // runOptions are the flags of natspipe run.
 type runOptions struct {
 	variant     string
+	transport   string
 	nats        natsconn.Config
 	durations   string
 	work        string
@@ -64,7 +66,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return 2
 	}
-	fs.StringVar(&o.variant, "variant", "p4", "variant to run: p0, p1, p2, p3 or p4")
+	fs.StringVar(&o.variant, "variant", "p4", "variant to run: "+strings.Join(variants.Names(), ", "))
+	fs.StringVar(&o.transport, "transport", transports.Default, "p1-p4: broker transport: "+strings.Join(transports.Names(), ", "))
 	o.nats = natsconn.FromEnv(nil)
 	o.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server)")
 	fs.StringVar(&o.durations, "durations", pipelines.DurationsString(base.Durations), "stage times, comma-separated")
@@ -118,13 +121,24 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 // plan is a configured variant, ready to start.
 type plan struct {
-	name   string // for the trace file
-	bound  float64
-	window int
-	start  func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error)
+	name    string // for the trace file
+	variant variants.Variant
+	cfg     variants.Config // NATS and Subjects are filled at the start
+	bound   float64
+	window  int
 }
 
+// makePlan configures the -variant from the registry (pipelines/variants)
+// with the flags it takes.
 func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
+	v, err := variants.Lookup(o.variant)
+	if err != nil {
+		return plan{}, fmt.Errorf("-variant: %w", err)
+	}
+	tr, err := transports.Lookup(o.transport)
+	if err != nil {
+		return plan{}, fmt.Errorf("-transport: %w", err)
+	}
 	mode, err := worker.ParseMode(o.mode)
 	if err != nil {
 		return plan{}, err
@@ -133,62 +147,31 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	if err != nil {
 		return plan{}, fmt.Errorf("-on-worker-exit: %w", err)
 	}
-	launcher := func() (worker.Launcher, error) {
-		if o.workerPath != "" {
-			return worker.Command(o.workerPath), nil
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			return worker.Launcher{}, fmt.Errorf("find own executable for workers: %w", err)
-		}
-		return worker.Launcher{Path: exe, Args: []string{"worker"}}, nil
+	cfg := variants.Config{Spec: spec, Transport: tr, Inflight: o.inflight, Mode: mode, Concurrency: o.concurrency}
+	if v.Takes(variants.Inflight) && o.inflight < 1 {
+		return plan{}, fmt.Errorf("-inflight %d: want at least 1", o.inflight)
 	}
-	switch o.variant {
-	case "p0":
-		return plan{name: "p0", bound: p0.Bound(spec)}, nil
-	case "p1":
-		return plan{name: "p1", bound: p1.Bound(spec), start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-			return p1.Start(ctx, p1.Options{NATS: conn, Subjects: s}, spec, sink)
-		}}, nil
-	case "p2":
-		if o.inflight < 1 {
-			return plan{}, fmt.Errorf("-inflight %d: want at least 1", o.inflight)
-		}
-		return plan{name: fmt.Sprintf("p2-inflight=%d", o.inflight), bound: p2.Bound(spec, o.inflight), window: o.inflight,
-			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-				return p2.Start(ctx, p2.Options{NATS: conn, Subjects: s, Inflight: o.inflight}, spec, sink)
-			}}, nil
-	case "p3", "p4":
-		alloc := p4.Ones(spec.Stages())
-		if o.variant == "p4" {
-			if alloc, err = p4.ParseAlloc(o.alloc); err != nil {
-				return plan{}, err
-			}
-			if err := alloc.Check(spec.Stages()); err != nil {
-				return plan{}, err
-			}
-		}
-		l, err := launcher()
-		if err != nil {
+	if v.Takes(variants.Alloc) {
+		if cfg.Alloc, err = p4.ParseAlloc(o.alloc); err != nil {
 			return plan{}, err
 		}
-		bound := p4.Bound(spec, alloc, mode, o.concurrency)
-		name := fmt.Sprintf("%s-alloc=%s-mode=%s", o.variant, alloc, mode)
-		if o.variant == "p3" {
-			name = fmt.Sprintf("p3-mode=%s", mode)
+		if err := cfg.Alloc.Check(spec.Stages()); err != nil {
+			return plan{}, err
 		}
-		return plan{name: name, bound: bound, window: p4.Window(spec, alloc, mode, o.concurrency, bound),
-			start: func(ctx context.Context, conn natsconn.Config, s bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (io.Closer, error) {
-				procs := worker.Processes{NATS: conn, Subjects: s, Mode: mode, Concurrency: o.concurrency, Launcher: l, Stderr: os.Stderr}
-				procs.OnWorkerExit = onExit
-				procs.Liveness = o.liveness
-				if o.variant == "p3" {
-					return p3.Start(ctx, procs, spec, sink)
-				}
-				return p4.Start(ctx, p4.Options{Processes: procs, Alloc: alloc}, spec, sink)
-			}}, nil
 	}
-	return plan{}, fmt.Errorf("-variant %q: want p0, p1, p2, p3 or p4", o.variant)
+	if v.Processes {
+		l := worker.Command(o.workerPath)
+		if o.workerPath == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return plan{}, fmt.Errorf("find own executable for workers: %w", err)
+			}
+			l = worker.Launcher{Path: exe, Args: []string{"worker"}}
+		}
+		cfg.Processes = worker.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness}
+	}
+	bound := v.Bound(cfg)
+	return plan{name: v.Label(cfg), variant: v, cfg: cfg, bound: bound, window: v.Window(cfg, bound)}, nil
 }
 
 func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Result, error) {
@@ -224,7 +207,8 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		return nil, err
 	}
 	cfg := pipelines.RunConfig{Spec: spec, Variant: o.variant, Bound: p.bound, Window: o.window,
-		Arrivals: pipelines.Arrivals(o.arrivals), Seed: o.seed, Timeout: o.timeout, Rate: o.rate}
+		Arrivals: pipelines.Arrivals(o.arrivals), Seed: o.seed, Timeout: o.timeout, Rate: o.rate,
+		AtLeastOnce: transports.OrDefault(p.cfg.Transport).AtLeastOnce()}
 	if cfg.Window == 0 {
 		cfg.Window = p.window
 	}
@@ -242,12 +226,13 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		return nil, err
 	}
 	var sender pipelines.Sender
-	if p.start == nil {
-		pp, err := p0.New(spec, r)
+	if !p.variant.Messaging {
+		pp, err := p.variant.Start(ctx, p.cfg, r)
 		if err != nil {
 			return nil, badInput(err)
 		}
-		sender = pp
+		defer pp.Close()
+		sender = pp.(pipelines.Sender)
 	} else {
 		srv, err := natsserver.Open(o.nats)
 		if err != nil {
@@ -256,12 +241,13 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		defer srv.Close()
 		subjects := bus.NewSubjects()
 		fmt.Fprintf(stdout, "nats %s at %s, subjects %s.*\n", srv.Version, srv.Conn, subjects.Prefix)
-		pl, err := p.start(ctx, srv.Conn, subjects, spec, r)
+		p.cfg.NATS, p.cfg.Subjects = srv.Conn, subjects
+		pl, err := p.variant.Start(ctx, p.cfg, r)
 		if err != nil {
 			return nil, err
 		}
 		defer pl.Close()
-		ep, err := bus.Attach(srv.Conn, subjects, r)
+		ep, err := router.Attach(srv.Conn, p.cfg.Transport, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
 		if err != nil {
 			return nil, err
 		}

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/variants"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -79,10 +82,11 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 	if err := pipelines.CheckClockEnv(nil); err != nil {
 		return badInput(err)
 	}
-	switch o.variant {
-	case "p0", "p1", "p2", "p3", "p4":
-	default:
-		return usagef("-variant %q: want p0, p1, p2, p3 or p4", o.variant)
+	if _, err := variants.Lookup(o.variant); err != nil {
+		return usagef("-variant %q: want %s", o.variant, oneOf(variants.Names()))
+	}
+	if _, err := transports.Lookup(o.transport); err != nil {
+		return usagef("-transport %q: want %s", o.transport, oneOf(transports.Names()))
 	}
 	ds, err := pipelines.ParseDurations(o.durations)
 	if err != nil {
@@ -224,4 +228,12 @@ func probeTrace(o runOptions, set map[string]bool) error {
 		return usagef("%s: %v", named(set, "trace", trace.EnvTrace), err)
 	}
 	return nil
+}
+
+// oneOf lists names as "a, b or c".
+func oneOf(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

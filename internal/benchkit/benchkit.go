@@ -21,7 +21,10 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 )
 
 // PrintUnits writes the custom units' directions (benchunits.Directions)
@@ -59,7 +62,7 @@ func Main(m *testing.M) int {
 // benchmarks: NATSPIPE_CLOCK, NATSPIPE_DURATIONS, NATSPIPE_WORK,
 // NATSPIPE_PAYLOAD, NATSPIPE_SLOWDOWN (against the default spec when
 // NATSPIPE_DURATIONS is unset), NATSPIPE_WINDOW, NATSPIPE_INFLIGHT,
-// NATSPIPE_CONCURRENCY and NATSPIPE_TIMEOUT, each against its bounds
+// NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT and NATSPIPE_TRANSPORT, each against its bounds
 // (see pipelines.MaxWindow and the others). The error names every bad
 // variable. getenv nil reads the process environment. NATSPIPE_ALLOC and
 // NATSPIPE_MODE are P4's and the worker's, checked where they are read.
@@ -78,6 +81,8 @@ func CheckEnv(getenv pipelines.Getenv) error {
 		add(err)
 	}
 	_, err = pipelines.DurationFromEnv(getenv, pipelines.EnvTimeout, 0)
+	add(err)
+	_, err = transports.FromEnv(getenv)
 	add(err)
 	return errors.Join(errs...)
 }
@@ -188,11 +193,18 @@ func CheckLeaks(t *testing.T) {
 // Exit runs Main and exits with its code: TestMain's whole body.
 func Exit(m *testing.M) { os.Exit(Main(m)) }
 
-// Attach connects the harness to the server conn names for subjects, with r as the sink, and
-// closes it in tb's Cleanup.
-func Attach(tb testing.TB, conn natsconn.Config, subjects bus.Subjects, r *pipelines.Runner) *bus.Endpoint {
+// Attach connects the harness to the server conn names for a run of r's
+// spec under subjects over core NATS, with r as the sink, and closes it in
+// tb's Cleanup.
+func Attach(tb testing.TB, conn natsconn.Config, subjects bus.Subjects, r *pipelines.Runner) *router.Endpoint {
 	tb.Helper()
-	ep, err := bus.Attach(conn, subjects, r)
+	return AttachOn(tb, conn, nil, transport.Run{Subjects: subjects, Stages: r.Config().Spec.Stages()}, r)
+}
+
+// AttachOn is Attach over transport tr (nil: core) for run.
+func AttachOn(tb testing.TB, conn natsconn.Config, tr transport.Transport, run transport.Run, r *pipelines.Runner) *router.Endpoint {
+	tb.Helper()
+	ep, err := router.Attach(conn, tr, run, r)
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}

@@ -40,6 +40,7 @@ func TestPrintUnits(t *testing.T) {
 		"Unit imbalance better=lower assume=nothing",
 		"Unit msgs/s better=higher assume=nothing",
 		"Unit ns/hop better=lower assume=nothing",
+		"Unit of-raw better=higher assume=nothing",
 		"Unit p50-ms better=lower assume=nothing",
 		"Unit p90-ms better=lower assume=nothing",
 		"Unit p99-ms better=lower assume=nothing",

@@ -34,6 +34,9 @@ const (
 	HopCost = "ns/hop"
 	// VsRaw is HopCost over the cost of a raw nats.go hop.
 	VsRaw = "x-raw"
+	// OfRaw is a variant's pure-messaging throughput over a raw nats.go
+	// chain's, measured in the same run (BenchmarkMessaging).
+	OfRaw = "of-raw"
 )
 
 // Directions returns the direction of every unit above, keyed by the unit
@@ -50,5 +53,6 @@ func Directions() map[string]gate.Direction {
 		Imbalance:  gate.LowerIsBetter,
 		HopCost:    gate.LowerIsBetter,
 		VsRaw:      gate.LowerIsBetter,
+		OfRaw:      gate.HigherIsBetter,
 	}
 }

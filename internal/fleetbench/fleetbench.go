@@ -17,6 +17,9 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/router"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -39,7 +42,7 @@ const StartTimeout = 2 * time.Minute
 type fixture struct {
 	runner *pipelines.Runner
 	fleet  *worker.Fleet
-	ep     *bus.Endpoint
+	ep     *router.Endpoint
 }
 
 func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error) {
@@ -53,6 +56,7 @@ func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error
 	}
 	runner, err := pipelines.NewRunner(pipelines.RunConfig{
 		Spec: cfg.Spec, Variant: cfg.Variant, Bound: cfg.Bound, Window: window, Timeout: benchkit.Timeout(b),
+		AtLeastOnce: transports.OrDefault(cfg.Processes.Transport).AtLeastOnce(),
 	})
 	if err != nil {
 		return nil, err
@@ -66,7 +70,7 @@ func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error
 	if err != nil {
 		return nil, err
 	}
-	ep, err := bus.Attach(conn, subjects, runner)
+	ep, err := router.Attach(conn, p.Transport, transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages()}, runner)
 	if err != nil {
 		_ = fleet.Close()
 		return nil, err

@@ -4,24 +4,46 @@
 // random loopback port. It is production code ("natspipe run" and
 // "natspipe server-version" use it); the test helper built on it is
 // internal/natstest.
+//
+// An embedded server runs with JetStream on, its file store in a temporary
+// directory that Close removes, with limits small enough for a test machine
+// (JetStreamMaxMemory, JetStreamMaxStore). It can be stopped and started
+// again on the same port and store (Restart, or Shutdown then Start), as a
+// server restart in production would.
 package natsserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 )
 
-// ReadyTimeout bounds how long Embed waits for an embedded server to accept
+// ReadyTimeout bounds how long an embedded server may take to accept
 // connections.
 const ReadyTimeout = 10 * time.Second
+
+// CheckTimeout bounds the JetStream probe of CheckJetStream.
+const CheckTimeout = 5 * time.Second
 
 // MaxPayload is the largest message an embedded server accepts: the
 // largest payload natspipe sends plus its envelope, with room to spare.
 const MaxPayload = 1 << 20
+
+// JetStream limits of an embedded server: the memory and file storage its
+// streams may use in all.
+const (
+	JetStreamMaxMemory = 64 << 20
+	JetStreamMaxStore  = 512 << 20
+)
 
 // Server is a NATS server: embedded (Close shuts it down) or external.
 type Server struct {
@@ -36,7 +58,14 @@ type Server struct {
 	// External is true when the server is one conn named (Open), not an
 	// embedded one.
 	External bool
-	srv      *server.Server
+	// StoreDir is an embedded server's JetStream store, removed by Close;
+	// empty for an external server or one configured without JetStream.
+	StoreDir string
+
+	mu     sync.Mutex
+	srv    *server.Server
+	opts   server.Options // how srv was configured, port fixed once bound
+	closed bool
 }
 
 // Open starts an embedded server (see Embed) when conn names no server,
@@ -55,11 +84,11 @@ func Open(conn natsconn.Config) (*Server, error) {
 }
 
 // Embed starts the nats-server this build links in this process, on a
-// random port of 127.0.0.1, without logging or signal handlers, and waits
-// (at most ReadyTimeout) until it accepts connections. configure, when not
-// nil, changes the options first (authentication, TLS); the returned
-// server's Conn then holds only the URL, the caller adds credentials.
-// Close the server.
+// random port of 127.0.0.1, with JetStream on, without logging or signal
+// handlers, and waits (at most ReadyTimeout) until it accepts connections.
+// configure, when not nil, changes the options first (authentication, TLS,
+// JetStream off); the returned server's Conn then holds only the URL, the
+// caller adds credentials. Close the server.
 func Embed(configure func(*server.Options)) (*Server, error) {
 	opts := server.Options{
 		Host:                  "127.0.0.1",
@@ -69,11 +98,44 @@ func Embed(configure func(*server.Options)) (*Server, error) {
 		MaxControlLine:        4096,
 		DisableShortFirstPing: true,
 		MaxPayload:            MaxPayload,
+		JetStream:             true,
+		JetStreamMaxMemory:    JetStreamMaxMemory,
+		JetStreamMaxStore:     JetStreamMaxStore,
 	}
 	if configure != nil {
 		configure(&opts)
 	}
-	srv, err := server.NewServer(&opts)
+	s := &Server{Version: server.VERSION}
+	if opts.JetStream && opts.StoreDir == "" {
+		dir, err := os.MkdirTemp("", "natspipe-js-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: JetStream store: %w", err)
+		}
+		opts.StoreDir, s.StoreDir = dir, dir
+	}
+	srv, err := run(&opts)
+	if err != nil {
+		s.removeStore()
+		return nil, err
+	}
+	// A restart comes back on the same port.
+	addr, ok := srv.Addr().(*net.TCPAddr)
+	if !ok {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		s.removeStore()
+		return nil, fmt.Errorf("embedded nats-server: listening on %v, not TCP", srv.Addr())
+	}
+	opts.Port = addr.Port
+	s.srv, s.opts = srv, opts
+	s.URL = srv.ClientURL()
+	s.Conn = natsconn.Config{URL: s.URL}
+	return s, nil
+}
+
+func run(opts *server.Options) (*server.Server, error) {
+	o := *opts
+	srv, err := server.NewServer(&o)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
@@ -81,26 +143,95 @@ func Embed(configure func(*server.Options)) (*Server, error) {
 	if !srv.ReadyForConnections(ReadyTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("embedded nats-server: not ready for connections after %v", ReadyTimeout)
+		return nil, fmt.Errorf("embedded nats-server on port %d: not ready for connections after %v", opts.Port, ReadyTimeout)
 	}
-	u := srv.ClientURL()
-	return &Server{URL: u, Conn: natsconn.Config{URL: u}, Version: server.VERSION, srv: srv}, nil
+	return srv, nil
 }
 
-// Close shuts an embedded server down and waits until it has stopped; it
-// does nothing for an external one.
+// CheckJetStream reports, within CheckTimeout, whether the server offers
+// JetStream to this client; its error names the server (URL masked) and
+// the reason.
+func (s *Server) CheckJetStream() error {
+	nc, err := s.Conn.Connect("natspipe-jetstream-probe")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream on %s: %w", natsconn.Mask(s.URL), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), CheckTimeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("the NATS server at %s does not offer JetStream (run nats-server -js): %w", natsconn.Mask(s.URL), err)
+		}
+		return fmt.Errorf("JetStream on %s: account info: %w", natsconn.Mask(s.URL), err)
+	}
+	return nil
+}
+
+// Close shuts an embedded server down, waits until it has stopped and
+// removes its JetStream store; it does nothing for an external one.
 func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
 	if s.srv != nil {
 		s.srv.Shutdown()
 		s.srv.WaitForShutdown()
 	}
+	s.removeStore()
+}
+
+func (s *Server) removeStore() {
+	if s.StoreDir != "" {
+		_ = os.RemoveAll(s.StoreDir)
+	}
 }
 
 // Shutdown stops an embedded server at once, as a crash would, for tests of
-// what a run does when its server goes away; it does nothing for an
-// external one.
+// what a run does when its server goes away; Start brings it back. It does
+// nothing for an external one.
 func (s *Server) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.srv != nil {
 		s.srv.Shutdown()
 	}
+}
+
+// Start starts a stopped embedded server again on the same port with the
+// same JetStream store, and waits until it accepts connections (at most
+// ReadyTimeout); clients that reconnect find their streams again. It is an
+// error for an external, closed or running server.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.srv == nil:
+		return errors.New("natsserver: start: not an embedded server")
+	case s.closed:
+		return errors.New("natsserver: start: server closed")
+	case s.srv.Running():
+		return errors.New("natsserver: start: server is running")
+	}
+	s.srv.WaitForShutdown()
+	srv, err := run(&s.opts)
+	if err != nil {
+		return fmt.Errorf("natsserver: restart: %w", err)
+	}
+	s.srv = srv
+	return nil
+}
+
+// Restart stops an embedded server (Shutdown) and starts it again (Start)
+// on the same port and store.
+func (s *Server) Restart() error {
+	s.Shutdown()
+	return s.Start()
 }

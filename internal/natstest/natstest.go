@@ -52,9 +52,22 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// StartJetStream is Start for tests that need JetStream: it fails tb with
+// CheckJetStream's error when the server (an external one: an embedded
+// server always has it) does not offer JetStream.
+func StartJetStream(tb testing.TB) *Server {
+	tb.Helper()
+	s := Start(tb)
+	if err := s.CheckJetStream(); err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	return s
+}
+
 // StartWith returns an embedded server for tb, configured by configure
-// (authentication, TLS) on top of the defaults (random loopback port), shut
-// down when tb ends. Its Conn has only the URL: the test adds credentials.
+// (authentication, TLS, JetStream off) on top of the defaults (random
+// loopback port, JetStream on), shut down when tb ends. Its Conn has only
+// the URL: the test adds credentials.
 func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	tb.Helper()
 	s, err := natsserver.Embed(configure)

@@ -110,32 +110,43 @@ func (s *Spy) Vanished() []uint64 {
 	return v
 }
 
-// stuck lists the messages that entered the stage after since and have not
-// left it for at least age.
+// stuck lists the messages in the stage that have not left it for at
+// least age since they entered it or since since, whichever is later: a
+// message entered before since counts too (the one a pulling worker
+// stopped at since was working on).
 func (s *Spy) stuck(since time.Time, age time.Duration) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var v []uint64
 	for seq, at := range s.in {
-		if at.After(since) && !s.out[seq] && time.Since(at) >= age {
+		if !s.out[seq] && time.Since(later(at, since)) >= age {
 			v = append(v, seq)
 		}
 	}
 	return v
 }
 
-// Stuck is how long a message must sit in a stage, entered after one of its
-// workers was stopped, to be taken as held by the stopped worker: far more
-// than a live worker's queue takes to pass (a window of messages in a few
-// ms each).
+// Stuck is how long a message must sit in a stage, since one of its workers
+// was stopped (or since it entered, if later), to be taken as held by the
+// stopped worker: far more than a live worker's queue takes to pass (a
+// window of messages in a few ms each), and less than an at-least-once
+// transport's AckWait in the tests that use it (after which the message
+// moves on to a live worker).
 const Stuck = time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 // KillHolding SIGKILLs the worker process pid at a moment it holds at
 // least one message of the spied stage, as the spy observes it: it stops
-// the worker (SIGSTOP), waits, within timeout, until a message that entered
-// the stage after the stop has stayed there Stuck (the queue group keeps
-// handing the stopped worker its share, which it cannot pass on), then
-// kills it. It returns the messages seen held and the kill's time.
+// the worker (SIGSTOP), waits, within timeout, until a message has stayed
+// in the stage Stuck since the stop (the one the stopped worker was working
+// on, or, over core NATS, one of the share the queue group keeps handing
+// it, which it cannot pass on), then kills it. It returns the messages seen held and the kill's time.
 func (s *Spy) KillHolding(t testing.TB, pid int, timeout time.Duration) ([]uint64, time.Time) {
 	t.Helper()
 	stopped := time.Now()

@@ -13,6 +13,8 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/router"
+	"github.com/natspipe/natspipe/pipelines/transport"
 )
 
 // StartFunc starts a variant's pipeline on the server conn names, under subjects, reporting to
@@ -22,12 +24,20 @@ type StartFunc func(ctx context.Context, conn natsconn.Config, subjects bus.Subj
 // Fixture is a started pipeline with its runner and harness endpoint.
 type Fixture struct {
 	Runner   *pipelines.Runner
-	Endpoint *bus.Endpoint
+	Endpoint *router.Endpoint
 	Subjects bus.Subjects
 }
 
-// Start starts a pipeline and the harness for it; both stop in t's Cleanup.
+// Start starts a pipeline and the harness for it over core NATS; both
+// stop in t's Cleanup.
 func Start(t testing.TB, conn natsconn.Config, start StartFunc, cfg pipelines.RunConfig) *Fixture {
+	t.Helper()
+	return StartOn(t, conn, nil, start, cfg)
+}
+
+// StartOn is Start with the harness over transport tr (nil: core); start
+// must start the pipeline over the same transport.
+func StartOn(t testing.TB, conn natsconn.Config, tr transport.Transport, start StartFunc, cfg pipelines.RunConfig) *Fixture {
 	t.Helper()
 	r, err := pipelines.NewRunner(cfg)
 	if err != nil {
@@ -39,7 +49,7 @@ func Start(t testing.TB, conn natsconn.Config, start StartFunc, cfg pipelines.Ru
 		t.Fatalf("start %s: %v", cfg.Variant, err)
 	}
 	benchkit.Cleanup(t, cfg.Variant, p)
-	ep := benchkit.Attach(t, conn, subjects, r)
+	ep := benchkit.AttachOn(t, conn, tr, transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages()}, r)
 	return &Fixture{Runner: r, Endpoint: ep, Subjects: subjects}
 }
 

@@ -13,6 +13,9 @@ import (
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p1"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/variants"
 )
 
 func TestMain(m *testing.M) { benchkit.Exit(m) }
@@ -21,12 +24,20 @@ func testSpec() pipelines.Spec {
 	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
 }
 
-func start(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
+// p1v is P1 as the registry (pipelines/variants) starts it.
+var p1v, _ = variants.Lookup("p1")
+
+// startOn starts P1 over tr (nil: core) through the registry.
+func startOn(tr transport.Transport) varianttest.StartFunc {
+	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
+		return p1v.Start(ctx, variants.Config{Spec: spec, NATS: conn, Subjects: subjects, Transport: tr}, sink)
+	}
 }
 
+var start = startOn(nil)
+
 func config(spec pipelines.Spec) pipelines.RunConfig {
-	return pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec), Window: 8}
+	return pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1v.Bound(variants.Config{Spec: spec}), Window: 8}
 }
 
 func TestP1ExactlyOnceOneAtATime(t *testing.T) {
@@ -104,17 +115,23 @@ func TestP1BadURL(t *testing.T) {
 func BenchmarkP1(b *testing.B) {
 	srv := natstest.Start(b)
 	base := benchkit.Spec(b, pipelines.DefaultSpec())
+	trs, err := transports.FromEnv(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
-		spec := base
-		spec.Work = work
-		fixture := benchkit.Once(func() *varianttest.Fixture {
-			cfg := pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1.Bound(spec),
-				Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)}
-			return varianttest.Start(b, srv.Conn, start, cfg)
-		})
-		b.Run("work="+string(work), func(b *testing.B) {
-			fx := fixture()
-			benchkit.Bench(b, fx.Runner, fx.Endpoint)
-		})
+		for _, tr := range trs {
+			spec := base
+			spec.Work = work
+			fixture := benchkit.Once(func() *varianttest.Fixture {
+				cfg := pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1v.Bound(variants.Config{Spec: spec}),
+					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)}
+				return varianttest.StartOn(b, srv.Conn, tr, startOn(tr), cfg)
+			})
+			b.Run("work="+string(work)+"/transport="+tr.Name(), func(b *testing.B) {
+				fx := fixture()
+				benchkit.Bench(b, fx.Runner, fx.Endpoint)
+			})
+		}
 	}
 }

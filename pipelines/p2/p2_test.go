@@ -14,6 +14,9 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p1"
 	"github.com/natspipe/natspipe/pipelines/p2"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/variants"
 )
 
 func TestMain(m *testing.M) { benchkit.Exit(m) }
@@ -22,18 +25,27 @@ func testSpec() pipelines.Spec {
 	return pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
 }
 
-func starter(inflight int) varianttest.StartFunc {
+// p1v and p2v are P1 and P2 as the registry (pipelines/variants) starts them.
+var (
+	p1v, _ = variants.Lookup("p1")
+	p2v, _ = variants.Lookup("p2")
+)
+
+// starterOn starts P2 with inflight over tr (nil: core) through the registry.
+func starterOn(tr transport.Transport, inflight int) varianttest.StartFunc {
 	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-		return p2.Start(ctx, p2.Options{NATS: conn, Subjects: subjects, Inflight: inflight}, spec, sink)
+		return p2v.Start(ctx, variants.Config{Spec: spec, NATS: conn, Subjects: subjects, Transport: tr, Inflight: inflight}, sink)
 	}
 }
 
+func starter(inflight int) varianttest.StartFunc { return starterOn(nil, inflight) }
+
 func startP1(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-	return p1.Start(ctx, p1.Options{NATS: conn, Subjects: subjects}, spec, sink)
+	return p1v.Start(ctx, variants.Config{Spec: spec, NATS: conn, Subjects: subjects}, sink)
 }
 
 func config(spec pipelines.Spec, inflight int) pipelines.RunConfig {
-	return pipelines.RunConfig{Spec: spec, Variant: "p2", Bound: p2.Bound(spec, inflight), Window: inflight}
+	return pipelines.RunConfig{Spec: spec, Variant: "p2", Bound: p2v.Bound(variants.Config{Spec: spec, Inflight: inflight}), Window: inflight}
 }
 
 func TestP2ExactlyOnceWithinInflight(t *testing.T) {
@@ -104,20 +116,36 @@ func BenchmarkP2(b *testing.B) {
 	if n := benchkit.Int(b, pipelines.EnvInflight, 0); n > 0 {
 		sweep = map[pipelines.WorkModel][]int{pipelines.Sleep: {n}, pipelines.CPU: {n}}
 	}
+	trs, err := transports.FromEnv(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
 		for _, inflight := range sweep[work] {
-			spec := base
-			spec.Work = work
-			fixture := benchkit.Once(func() *varianttest.Fixture {
-				cfg := config(spec, inflight)
-				cfg.Window = max(inflight, benchkit.Int(b, pipelines.EnvWindow, 0))
-				cfg.Timeout = benchkit.Timeout(b)
-				return varianttest.Start(b, srv.Conn, starter(inflight), cfg)
-			})
-			b.Run(fmt.Sprintf("work=%s/inflight=%d", work, inflight), func(b *testing.B) {
-				fx := fixture()
-				benchkit.Bench(b, fx.Runner, fx.Endpoint)
-			})
+			for _, tr := range trs {
+				spec := base
+				spec.Work = work
+				fixture := benchkit.Once(func() *varianttest.Fixture {
+					cfg := config(spec, inflight)
+					cfg.Window = max(inflight, benchkit.Int(b, pipelines.EnvWindow, 0))
+					cfg.Timeout = benchkit.Timeout(b)
+					return varianttest.StartOn(b, srv.Conn, tr, starterOn(tr, inflight), cfg)
+				})
+				b.Run(fmt.Sprintf("work=%s/inflight=%d/transport=%s", work, inflight, tr.Name()), func(b *testing.B) {
+					fx := fixture()
+					benchkit.Bench(b, fx.Runner, fx.Endpoint)
+				})
+			}
 		}
+	}
+}
+
+func TestP2NegativeInflight(t *testing.T) {
+	r, err := pipelines.NewRunner(config(testSpec(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p2.Start(context.Background(), p2.Options{Subjects: bus.NewSubjects(), Inflight: -1}, testSpec(), r); err == nil {
+		t.Fatal("inflight -1 accepted")
 	}
 }

@@ -9,12 +9,15 @@ import (
 	"github.com/natspipe/natspipe/internal/fleetbench"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
-// BenchmarkP3 sweeps worker modes (sync, async) and work models (sleep,
-// cpu): BenchmarkP3/mode=sync/work=sleep. NATSPIPE_MODE replaces the sweep
-// of modes with one.
+// BenchmarkP3 sweeps worker modes (sync, async), work models (sleep, cpu)
+// and transports, the transport last so that a pattern for the rest lists
+// the transports side by side: BenchmarkP3/mode=sync/work=sleep/transport=core.
+// NATSPIPE_MODE replaces its sweep; the transports are
+// transports.FromEnv's (core unless NATSPIPE_TRANSPORT says otherwise).
 func BenchmarkP3(b *testing.B) {
 	spec := benchkit.Spec(b, pipelines.DefaultSpec())
 	modes := []worker.Mode{worker.Sync, worker.Async}
@@ -25,11 +28,18 @@ func BenchmarkP3(b *testing.B) {
 	}
 	conc := benchkit.Int(b, worker.EnvConcurrency, 0)
 	srv := natstest.Start(b)
+	trs, err := transports.FromEnv(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, mode := range modes {
 		for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
-			s := spec
-			s.Work = work
-			fleetbench.Run(b, srv.Conn, fmt.Sprintf("mode=%s/work=%s", mode, work), benchConfig(s, Options{Mode: mode, Concurrency: conc}))
+			for _, tr := range trs {
+				s := spec
+				s.Work = work
+				fleetbench.Run(b, srv.Conn, fmt.Sprintf("mode=%s/work=%s/transport=%s", mode, work, tr.Name()),
+					benchConfig(s, Options{Mode: mode, Concurrency: conc, Transport: tr}))
+			}
 		}
 	}
 }

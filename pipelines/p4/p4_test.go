@@ -18,6 +18,9 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/router"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -38,7 +41,7 @@ type rig struct {
 	subjects bus.Subjects
 	runner   *pipelines.Runner
 	pipe     *Pipeline
-	ep       *bus.Endpoint
+	ep       *router.Endpoint
 }
 
 func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunConfig) *rig {
@@ -80,7 +83,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 		}
 	})
 	t.Logf("%d workers ready in %v", len(r.pipe.Workers()), r.pipe.Startup().Round(time.Millisecond))
-	if r.ep, err = bus.Attach(r.srv.Conn, r.subjects, r.runner); err != nil {
+	if r.ep, err = router.Attach(r.srv.Conn, opts.Transport, transport.Run{Subjects: r.subjects, Stages: spec.Stages()}, r.runner); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.ep.Close() })
@@ -614,9 +617,16 @@ func TestWorkerFailingAtStartup(t *testing.T) {
 }
 
 // BenchmarkP4 sweeps allocations (all ones, then the bottleneck stage x2
-// and x4: 1-1-1-1, 1-2-1-1, 1-4-1-1 for the seed durations), worker modes
-// and work models. NATSPIPE_ALLOC and NATSPIPE_MODE replace their sweeps
-// with one value.
+// and x4: 1-1-1-1, 1-2-1-1, 1-4-1-1 for the seed durations), worker modes,
+// work models and transports, the transport last so that a pattern for the
+// rest lists the transports side by side:
+// BenchmarkP4/alloc=1-4-1-1/mode=sync/work=sleep/transport=js.
+// NATSPIPE_ALLOC and NATSPIPE_MODE replace their sweeps. The transports are
+// transports.FromEnv's (core unless NATSPIPE_TRANSPORT says otherwise),
+// except for the sweep's last allocation (or NATSPIPE_ALLOC's) in sync mode
+// on sleep work, where the queue group's random dispatch against a
+// work-conserving pull is the result: there they are transports.Compared's
+// (core and js by default).
 func BenchmarkP4(b *testing.B) {
 	spec := benchkit.Spec(b, pipelines.DefaultSpec())
 	var allocs []Alloc
@@ -640,17 +650,31 @@ func BenchmarkP4(b *testing.B) {
 		modes = []worker.Mode{m}
 	}
 	conc := benchkit.Int(b, worker.EnvConcurrency, 0)
+	trs, err := transports.FromEnv(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	compared, err := transports.Compared(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	srv := natstest.Start(b)
-	for _, alloc := range allocs {
+	for i, alloc := range allocs {
 		if err := alloc.Check(spec.Stages()); err != nil {
 			b.Fatalf("%s: %v", EnvAlloc, err)
 		}
 		for _, mode := range modes {
 			for _, work := range []pipelines.WorkModel{pipelines.Sleep, pipelines.CPU} {
-				s := spec
-				s.Work = work
-				name := fmt.Sprintf("alloc=%s/mode=%s/work=%s", alloc, mode, work)
-				fleetbench.Run(b, srv.Conn, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc}}))
+				ts := trs
+				if i == len(allocs)-1 && mode == worker.Sync && work == pipelines.Sleep {
+					ts = compared
+				}
+				for _, tr := range ts {
+					s := spec
+					s.Work = work
+					name := fmt.Sprintf("alloc=%s/mode=%s/work=%s/transport=%s", alloc, mode, work, tr.Name())
+					fleetbench.Run(b, srv.Conn, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc, Transport: tr}}))
+				}
 			}
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -92,9 +93,12 @@ type Meta struct {
 	Lost       []uint64      `json:"lost"`      // seqs declared lost that never came back
 	Late       int           `json:"late"`      // messages declared lost that came back after all
 	Duplicates int           `json:"duplicates"`
-	Strays     int           `json:"strays"`
-	Rejected   int           `json:"rejected"`
-	Violations []string      `json:"violations,omitempty"`
+	// AtLeastOnce and Redeliveries: see pipelines.Account.
+	AtLeastOnce  bool           `json:"at_least_once,omitempty"`
+	Redeliveries map[string]int `json:"redeliveries,omitempty"`
+	Strays       int            `json:"strays"`
+	Rejected     int            `json:"rejected"`
+	Violations   []string       `json:"violations,omitempty"`
 	// RejectErrs holds the first few rejections of malformed messages (of
 	// the Rejected).
 	RejectErrs []string `json:"reject_errs,omitempty"`
@@ -186,6 +190,7 @@ func (m *Meta) SetAccount(a *pipelines.Account) {
 			For: in.For, Held: in.Held, Detail: in.Detail, Text: in.String()})
 	}
 	m.EndedBy, m.LossTimeout = a.EndedBy, a.LossTimeout
+	m.AtLeastOnce, m.Redeliveries = a.AtLeastOnce, maps.Clone(a.Redeliveries)
 }
 
 // Account is the run's account of its messages as the header records it,
@@ -217,6 +222,8 @@ func (m *Meta) Account() pipelines.Account {
 		Violations:    clone(m.Violations),
 		EndedBy:       m.EndedBy,
 		LossTimeout:   m.LossTimeout,
+		AtLeastOnce:   m.AtLeastOnce,
+		Redeliveries:  maps.Clone(m.Redeliveries),
 	}
 	if a.Stages == 0 {
 		a.Stages = len(m.Durations)

@@ -309,6 +309,7 @@ func TestHeaderAccount(t *testing.T) {
 	res.Duplicates, res.DuplicateSeqs = 1, []uint64{1}
 	res.Strays, res.StrayList = 1, []pipelines.Stray{{ID: "other", Seq: 9}}
 	res.Unsent, res.EndedBy, res.LossTimeout = 1, "fault: server gone", 5*time.Second
+	res.Redeliveries = map[string]int{"S2": 3, "done": 1}
 	res.Incidents = []pipelines.Incident{{At: res.Start.Add(time.Second), Worker: "p4-S2-w2", Kind: pipelines.WorkerUnresponsive, For: 2 * time.Second, Held: 3}}
 	var b bytes.Buffer
 	if err := New(res).WriteJSONL(&b); err != nil {
@@ -321,7 +322,8 @@ func TestHeaderAccount(t *testing.T) {
 	m := tr.Meta
 	if !reflect.DeepEqual(m.LateSeqs, []uint64{3}) || !reflect.DeepEqual(m.Unaccounted, []uint64{2}) || m.Unsent != 1 ||
 		!reflect.DeepEqual(m.DuplicateSeqs, []uint64{1}) || !reflect.DeepEqual(m.StrayList, []Stray{{ID: "other", Seq: 9}}) ||
-		m.EndedBy != res.EndedBy || m.LossTimeout != res.LossTimeout || len(m.Lost) != 0 {
+		m.EndedBy != res.EndedBy || m.LossTimeout != res.LossTimeout || len(m.Lost) != 0 ||
+		!reflect.DeepEqual(m.Redeliveries, res.Redeliveries) {
 		t.Errorf("header account %+v", m)
 	}
 	if len(m.Incidents) != 1 || m.Incidents[0].Worker != "p4-S2-w2" || m.Incidents[0].Kind != "unresponsive" ||

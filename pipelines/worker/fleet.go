@@ -19,6 +19,8 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 )
 
 // Fleet defaults.
@@ -106,6 +108,10 @@ type Processes struct {
 	// OnWorkerExit is what happens when a worker exits without being asked
 	// to; "": Continue.
 	OnWorkerExit ExitPolicy
+	// Transport is the broker's transport every worker uses; nil: core
+	// NATS. The fleet sets the run up on it before starting the workers
+	// (with each stage's total concurrency) and tears it down on Close.
+	Transport transport.Transport
 	// Liveness is how long a worker may leave liveness requests
 	// unanswered, or hold messages without progress, before it is reported
 	// unresponsive (or stuck); 0: DefaultLiveness, < 0: no checks.
@@ -135,6 +141,8 @@ type Fleet struct {
 	stopLive  func()                 // stops the liveness checks
 	haltOnce  sync.Once
 	nc        *nats.Conn
+	conn      transport.Conn // the fleet's transport connection: set-up and teardown
+	run       transport.Run
 	group     *procs.Group
 	ids       []WorkerID
 	procs     map[string]*procs.Proc
@@ -241,6 +249,9 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 			}
 		})
 	}
+	if rs, ok := sink.(pipelines.RedeliverySink); ok && err == nil {
+		_, err = SubscribeRedeliveries(nc, cfg.Subjects, rs)
+	}
 	if err == nil {
 		err = nc.FlushTimeout(bus.ConnectTimeout)
 	}
@@ -249,10 +260,15 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		return nil, fmt.Errorf("fleet %s: subscribe to control subjects: %w", cfg.Variant, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	if err := f.setup(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+	}
 
 	f.group = procs.NewGroup(f.unexpected)
 	fail := func(err error) (*Fleet, error) {
 		_ = f.group.Close()
+		_ = f.teardown()
 		f.nc.Close()
 		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
 	}
@@ -314,6 +330,7 @@ func (f *Fleet) flags(id WorkerID) []string {
 		"-name", id.Name,
 		"-ready-timeout", c.ReadyTimeout.String(),
 		"-drain-timeout", c.StopTimeout.String(),
+		"-transport", transports.OrDefault(c.Transport).Name(),
 	}
 	if c.Mode == Async && c.Concurrency > 0 {
 		args = append(args, "-concurrency", strconv.Itoa(c.Concurrency))
@@ -685,8 +702,59 @@ func (f *Fleet) Close() error {
 	if err := f.group.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := f.teardown(); err != nil {
+		errs = append(errs, err)
+	}
 	f.nc.Close()
 	return errors.Join(errs...)
+}
+
+// setup sets the run up on the fleet's transport: each stage's total
+// concurrency is its workers x their concurrency.
+func (f *Fleet) setup(ctx context.Context) error {
+	c := f.cfg
+	tr := transports.OrDefault(c.Transport)
+	conn, err := tr.Open(ctx, transport.Env{NC: f.nc, NATS: c.NATS, Name: c.Variant + "-fleet", Faults: faulter{f.faults}})
+	if err != nil {
+		return fmt.Errorf("open transport %s: %w", tr.Name(), err)
+	}
+	per := Config{Mode: c.Mode, Concurrency: c.Concurrency}.Concurrent()
+	run := transport.Run{Subjects: c.Subjects, Stages: c.Spec.Stages(), Concurrency: make([]int, c.Spec.Stages())}
+	for i, w := range c.Alloc {
+		run.Concurrency[i] = w * per
+	}
+	if err := conn.Setup(ctx, run); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("set up transport %s: %w", tr.Name(), err)
+	}
+	f.conn, f.run = conn, run
+	return nil
+}
+
+// teardown removes the run from the transport, once.
+func (f *Fleet) teardown() error {
+	if f.conn == nil {
+		return nil
+	}
+	conn := f.conn
+	f.conn = nil
+	ctx, cancel := context.WithTimeout(context.Background(), transport.CloseTimeout)
+	defer cancel()
+	err := conn.Teardown(ctx, f.run)
+	_ = conn.Close()
+	if err != nil {
+		return fmt.Errorf("fleet %s: %w", f.cfg.Variant, err)
+	}
+	return nil
+}
+
+// faulter passes faults on, or drops them when the fleet has no sink.
+type faulter struct{ f bus.Faulter }
+
+func (f faulter) Fault(err error) {
+	if f.f != nil {
+		f.f.Fault(err)
+	}
 }
 
 // Leftovers lists worker processes or process groups that still exist;

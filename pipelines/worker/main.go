@@ -17,6 +17,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/transports"
 )
 
 // Program is the name the worker uses in its messages.
@@ -72,6 +73,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	name := fs.String("name", "", "worker name, stamped as the Worker of its stage records (default <stage>-<host>-<pid>)")
 	ready := fs.Duration("ready-timeout", DefaultReadyTimeout, "bound on subscribing and announcing readiness once connected")
 	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "bound on draining when asked to stop")
+	transportName := fs.String("transport", transports.Default, "broker transport: "+strings.Join(transports.Names(), ", "))
 	slowdown := fs.String("slowdown", getenv(pipelines.EnvSlowdown), "hidden extra work, e.g. S2=2ms: a deliberate regression for testing the gate; $NATSPIPE_SLOWDOWN when set")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s -stage S2 [flags]\n\nServes one stage of a natspipe pipeline over NATS until stopped\n(SIGTERM, SIGINT or a stop request on <prefix>.ctl.stop.sK).\n\nflags:\n", Program)
@@ -135,6 +137,10 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if err := pipelines.CheckClockEnv(getenv); err != nil {
 		return usage("%v", err)
 	}
+	tr, err := transports.Lookup(*transportName)
+	if err != nil {
+		return usage("-transport: %v", err)
+	}
 	cfg := Config{
 		NATS:         conn,
 		Subjects:     bus.Subjects{Prefix: *prefix},
@@ -145,6 +151,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		Name:         *name,
 		ReadyTimeout: *ready,
 		DrainTimeout: *drain,
+		Transport:    tr,
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()

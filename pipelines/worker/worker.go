@@ -50,6 +50,9 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/router"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 )
 
 // Mode is how many messages a worker has in stage work at once.
@@ -118,6 +121,9 @@ type Config struct {
 	// OnHandled, when set, is called after each message the worker has
 	// handled and published, with the count so far. For tests.
 	OnHandled func(handled uint64)
+	// Transport is the broker's transport; nil: core NATS. The harness
+	// (Fleet) sets the run up on it before the worker starts.
+	Transport transport.Transport
 }
 
 // Concurrent is the number of messages the worker has in stage work at most.
@@ -221,11 +227,6 @@ func StopSubject(s bus.Subjects, i int) string {
 	return s.Prefix + ".ctl.stop." + "s" + fmt.Sprint(i+1)
 }
 
-type task struct {
-	data    []byte
-	arrived time.Time
-}
-
 // worker is one running worker.
 type worker struct {
 	cfg      Config
@@ -236,7 +237,7 @@ type worker struct {
 	handled  atomic.Uint64
 	rejected atomic.Uint64
 	pubErrs  atomic.Uint64
-	inWork   atomic.Int64  // messages taken from the queue and not yet handed on
+	faults   atomic.Uint64 // router faults: failed publishes and settlements, logged up to maxLogged
 	closed   chan struct{} // the connection closed for good
 }
 
@@ -300,13 +301,26 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 
 	subjects := cfg.Subjects
 	stage := pipelines.StageName(cfg.Stage)
-	queue := make(chan task, queueCap)
-	sub, err := bus.Subscribe(nc, subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), func(m *nats.Msg) {
-		queue <- task{data: m.Data, arrived: time.Now()}
+	tr := transports.OrDefault(cfg.Transport)
+	conn, err := tr.Open(ctx, transport.Env{NC: nc, NATS: cfg.NATS, Name: cfg.Name, Faults: w})
+	if err != nil {
+		return w.stats(false), fmt.Errorf("worker %s: open transport %s: %w", cfg.Name, tr.Name(), err)
+	}
+	defer func() { _ = conn.Close() }()
+	run := transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages()}
+	step := pipelines.StepsFor(cfg.Spec, func(int) string { return cfg.Name })[cfg.Stage]
+	next := run.Subject(cfg.Stage + 1)
+	readyCtx, cancelReady := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer cancelReady()
+	rt, err := router.Start(readyCtx, router.Options{
+		Name: "worker " + cfg.Name, Conn: conn, Run: run, Steps: []pipelines.Step{step},
+		Executors: cfg.Concurrent(), Queue: queueCap, Block: true, Shared: true,
+		Report: reporter{w}, Forwarding: func() uint64 { return w.handled.Add(1) }, Forwarded: w.forwarded,
 	})
 	if err != nil {
-		return w.stats(false), fmt.Errorf("worker %s: subscribe to %s in queue group %s: %w", cfg.Name, subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), err)
+		return w.stats(false), fmt.Errorf("worker %s: serve stage %s over %s (%s in queue group %s): %w", cfg.Name, stage, tr.Name(), subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), err)
 	}
+	defer rt.Stop()
 	stop := make(chan string, 1)
 	if _, err := nc.Subscribe(StopSubject(subjects, cfg.Stage), func(m *nats.Msg) {
 		select {
@@ -327,11 +341,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		if m.Reply == "" {
 			return
 		}
-		held := len(queue) + int(w.inWork.Load())
-		if n, _, err := sub.Pending(); err == nil {
-			held += n
-		}
-		b, _ := json.Marshal(Liveness{Name: cfg.Name, Handled: w.handled.Load(), Held: held})
+		b, _ := json.Marshal(Liveness{Name: cfg.Name, Handled: w.handled.Load(), Held: rt.Held()})
 		_ = nc.Publish(m.Reply, b)
 	}); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to liveness requests: %w", cfg.Name, err)
@@ -340,32 +350,17 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, natsconn.Mask(nc.ConnectedUrl()), err)
 	}
 
-	// Stage work is cancelled only when the worker gives up on draining.
-	workCtx, cancelWork := context.WithCancel(context.Background())
-	defer cancelWork()
-	var work sync.WaitGroup
-	step := pipelines.StepsFor(cfg.Spec, func(int) string { return cfg.Name })[cfg.Stage]
-	next := subjects.Next(cfg.Stage, cfg.Spec.Stages())
-	for range cfg.Concurrent() {
-		work.Add(1)
-		go func() {
-			defer work.Done()
-			w.serve(workCtx, step, next, queue)
-		}()
-	}
-
 	hello, _ := json.Marshal(w.stats(false))
 	announceErr := nc.Publish(ReadySubject(subjects), hello)
 	if announceErr == nil {
 		announceErr = nc.FlushTimeout(cfg.ReadyTimeout)
 	}
 	if err := announceErr; err != nil {
-		cancelWork()
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
-	w.logf("ready: stage %s of %d (%v %s), %s on %s in queue group %s, mode %s x%d, next %s",
+	w.logf("ready: stage %s of %d (%v %s), %s on %s in queue group %s over %s, mode %s x%d, next %s",
 		stage, cfg.Spec.Stages(), step.Duration, step.Work, natsconn.Mask(nc.ConnectedUrl()), subjects.Stage(cfg.Stage),
-		subjects.Queue(cfg.Stage), cfg.Mode, cfg.Concurrent(), next)
+		subjects.Queue(cfg.Stage), tr.Name(), cfg.Mode, cfg.Concurrent(), next)
 
 	var reply string
 	select {
@@ -374,12 +369,14 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	case <-ctx.Done():
 		w.logf("stopping: %v", context.Cause(ctx))
 	case <-w.closed:
-		cancelWork()
 		return w.stats(false), fmt.Errorf("worker %s: connection to NATS closed: %v", cfg.Name, nc.LastError())
 	}
 
 	// Drain: stop receiving, finish every message held, publish the results.
-	drainErr := w.drain(sub, queue, &work, cancelWork)
+	drainErr := rt.Drain(cfg.DrainTimeout)
+	if drainErr == nil {
+		drainErr = conn.Drain()
+	}
 	if err := nc.FlushTimeout(cfg.DrainTimeout); err != nil && drainErr == nil {
 		drainErr = fmt.Errorf("worker %s: flush results: %w", cfg.Name, err)
 	}
@@ -396,81 +393,33 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	return final, drainErr
 }
 
-// drain stops the stage subscription, lets the messages it holds through
-// the stage, and waits for stage work to end, within the drain timeout.
-func (w *worker) drain(sub *nats.Subscription, queue chan task, work *sync.WaitGroup, cancelWork context.CancelFunc) error {
-	deadline := time.NewTimer(w.cfg.DrainTimeout)
-	defer deadline.Stop()
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
-	if err := sub.Drain(); err != nil {
-		cancelWork()
-		return fmt.Errorf("worker %s: drain %s: %w", w.cfg.Name, sub.Subject, err)
+// reporter is the worker's router.Reporter: a rejected message is counted,
+// logged and reported to the harness on RejectSubject, so its Sink counts
+// it as in-process variants do; a fault is logged.
+type reporter struct{ w *worker }
+
+func (r reporter) Reject(stage string, err error) {
+	w := r.w
+	if n := w.rejected.Add(1); n <= maxLogged {
+		w.logf("reject: %v", err)
 	}
-	select {
-	case <-closed:
-		// Every callback has returned: nothing more goes into the queue.
-		close(queue)
-	case <-deadline.C:
-		cancelWork()
-		return fmt.Errorf("worker %s: drain %s: subscription not drained after %v", w.cfg.Name, sub.Subject, w.cfg.DrainTimeout)
-	}
-	done := make(chan struct{})
-	go func() { work.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-deadline.C:
-		cancelWork()
-		<-done
-		return fmt.Errorf("worker %s: stage work not finished %v after the stop", w.cfg.Name, w.cfg.DrainTimeout)
+	b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: stage, Error: err.Error()})
+	_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
+}
+
+func (r reporter) Fault(err error) {
+	if n := r.w.faults.Add(1); n <= maxLogged {
+		r.w.logf("%v", err)
 	}
 }
 
-// serve takes messages from the queue until it is closed or ctx is done.
-func (w *worker) serve(ctx context.Context, step pipelines.Step, next string, queue <-chan task) {
-	var env pipelines.Envelope
-	var out []byte
-	for {
-		var t task
-		var ok bool
-		select {
-		case t, ok = <-queue:
-			if !ok {
-				return
-			}
-		case <-ctx.Done():
-			return
-		}
-		w.inWork.Add(1)
-		w.handle(ctx, step, next, t, &env, &out)
-		w.inWork.Add(-1)
-	}
-}
-
-// handle does the stage's step on one message and hands the result on;
-// out is the caller's reusable output buffer.
-func (w *worker) handle(ctx context.Context, step pipelines.Step, next string, t task, env *pipelines.Envelope, out *[]byte) {
-	var err error
-	*out, err = step.Process(ctx, t.data, t.arrived, env, *out)
+// forwarded is the router's Forwarded hook: n was counted as handled
+// before the publish (so that a stats request that follows the sink's
+// receipt of the message finds it counted); a failed publish uncounts it.
+func (w *worker) forwarded(n uint64, err error) {
 	if err != nil {
-		if ctx.Err() != nil {
-			return // the drain gave up: serve returns
-		}
-		if n := w.rejected.Add(1); n <= maxLogged {
-			w.logf("reject: %v", err)
-		}
-		b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: pipelines.StageName(step.Index), Error: err.Error()})
-		_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
-		return
-	}
-	// Counted before the publish, so that a stats request that follows
-	// the sink's receipt of this message finds it counted.
-	n := w.handled.Add(1)
-	if err := w.nc.Publish(next, *out); err != nil {
 		w.handled.Add(^uint64(0)) // not handed on after all
-		if n := w.pubErrs.Add(1); n <= maxLogged {
-			w.logf("publish seq %d to %s: %v", env.Seq, next, err)
-		}
+		w.pubErrs.Add(1)
 		return
 	}
 	if w.cfg.OnHandled != nil {

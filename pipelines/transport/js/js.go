@@ -1,0 +1,540 @@
+// Package js is the JetStream transport: a run is one stream holding its
+// stage subjects and its done subject (work-queue retention: a message
+// leaves the stream once acknowledged), and each stage, and the sink, is one
+// durable pull consumer filtering its subject, shared by the stage's
+// members.
+//
+// A member pulls only when it has a free slot: it never has more than its
+// ConsumeOptions.Limit deliveries in stage work or asked for, and asks the
+// server for exactly as many messages as it has free slots, so a busy
+// member is never handed work another member could start now. A slot
+// frees when stage work on its delivery ends (the router says so, through
+// the settler's WorkEnded, before it publishes the forward), not when the
+// forward's PubAck and the ack have made their round trips: the next
+// message is pulled at once. (Options.Lookahead, off by default, lets a
+// stage's only member ask for one message more.)
+//
+// Forwarding is at-least-once: a message is acknowledged only after its
+// successor is stored (PubAck). The forward of a delivery whose stage work
+// has ended is published in the background (Publish returns at once and
+// the executor takes its next message); the delivery's Ack waits for the
+// PubAck, and becomes a Nak, with a fault reported, if the forward fails.
+// So a member holds, per slot, at most one delivery in work, and its
+// forwards waiting for PubAcks; the consumer's MaxAckPending, twice the
+// stage's total concurrency (transport.Run.Concurrency), bounds the
+// latter: past it the server holds the member's pull back.
+//
+// Each publish carries Nats-Msg-Id = correlation ID + "." + the destination
+// stage ("S2", ..., "done"), so when a member dies after forwarding and
+// before acknowledging, the redelivered message's second forward is
+// dropped by the server as a duplicate. A delivery unacknowledged for
+// AckWait is delivered again, at most MaxDeliver times in all; a member
+// that works longer than AckWait on a message tells the server so
+// (InProgress) and keeps it. Malformed messages are terminated (Term), never
+// delivered again.
+package js
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/transport"
+)
+
+// Name is the JetStream transport's key.
+const Name = "js"
+
+// Defaults of Options.
+const (
+	// DefaultAckWait is how long the server waits for a delivery's
+	// acknowledgement before delivering it again: how soon a dead member's
+	// messages go to another.
+	DefaultAckWait = 5 * time.Second
+	// DefaultMaxDeliver bounds the deliveries of one message.
+	DefaultMaxDeliver = 5
+	// DefaultAPITimeout bounds one JetStream API call (stream and consumer
+	// management, one publish attempt).
+	DefaultAPITimeout = 5 * time.Second
+	// DefaultPublishTimeout bounds a publish with its retries, e.g. while
+	// the server restarts.
+	DefaultPublishTimeout = 30 * time.Second
+	// DefaultPullExpiry is how long one pull request waits at the server
+	// for messages; a member then pulls again. It bounds how long a member
+	// goes without noticing that the server lost its pull (a restart).
+	DefaultPullExpiry = 2 * time.Second
+	// MinDuplicates is the shortest deduplication window.
+	MinDuplicates = 2 * time.Minute
+	// unboundedBatch is the most messages a member without a Limit (the
+	// sink) asks for at once.
+	unboundedBatch = 256
+)
+
+// Options configure the JetStream transport. The zero value is the
+// defaults: file storage, DefaultAckWait, DefaultMaxDeliver.
+type Options struct {
+	// Memory stores the run's stream in memory instead of files: faster,
+	// lost when the server restarts.
+	Memory bool
+	// AckWait: see DefaultAckWait; 0: default.
+	AckWait time.Duration
+	// MaxDeliver: see DefaultMaxDeliver; 0: default.
+	MaxDeliver int
+	// Duplicates is the deduplication window of Nats-Msg-Id; 0: the
+	// larger of MinDuplicates and 2 x AckWait x MaxDeliver, so every
+	// redelivery falls in it.
+	Duplicates time.Duration
+	// APITimeout: see DefaultAPITimeout; 0: default.
+	APITimeout time.Duration
+	// PublishTimeout: see DefaultPublishTimeout; 0: default.
+	PublishTimeout time.Duration
+	// PullExpiry: see DefaultPullExpiry; 0: default.
+	PullExpiry time.Duration
+	// Lookahead lets a member that is its stage's only member (its Limit
+	// is the stage's whole concurrency) ask for one message beyond its
+	// free slots, so that its next message is already there when a slot
+	// frees, as core NATS's pushed messages are, instead of a pull's round
+	// trip later. Work conservation holds (no other member could take that
+	// message), but such a member holds one delivery more than its Limit,
+	// queued and not in work.
+	Lookahead bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = DefaultMaxDeliver
+	}
+	if o.Duplicates <= 0 {
+		o.Duplicates = max(MinDuplicates, 2*o.AckWait*time.Duration(o.MaxDeliver))
+	}
+	if o.APITimeout <= 0 {
+		o.APITimeout = DefaultAPITimeout
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.PullExpiry <= 0 {
+		o.PullExpiry = DefaultPullExpiry
+	}
+	return o
+}
+
+// Transport is the JetStream transport.
+type Transport struct {
+	Options
+}
+
+// Name implements transport.Transport.
+func (Transport) Name() string { return Name }
+
+// AtLeastOnce implements transport.Transport: JetStream redelivers what was
+// not acknowledged within AckWait, so a message can complete twice.
+func (Transport) AtLeastOnce() bool { return true }
+
+// Open implements transport.Transport: the Conn uses env.NC, after a
+// bounded check (APITimeout) that the server offers JetStream to this
+// account. A server without JetStream is an error naming the server.
+// When env.Faults is also a pipelines.RedeliverySink, every redelivery a
+// consumer of the Conn receives is counted there, by destination.
+func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn, error) {
+	if env.NC == nil {
+		return nil, errors.New("js transport: no NATS connection")
+	}
+	o := t.Options.withDefaults()
+	server := natsconn.Mask(env.NATS.ServerURL())
+	if u := env.NC.ConnectedUrl(); u != "" {
+		server = natsconn.Mask(u)
+	}
+	js, err := jetstream.New(env.NC)
+	if err != nil {
+		return nil, fmt.Errorf("js transport on %s: %w", server, err)
+	}
+	if err := Check(ctx, js, server, o.APITimeout); err != nil {
+		return nil, err
+	}
+	faults := env.Faults
+	if faults == nil {
+		faults = discard{}
+	}
+	tolerateDisconnects(env.NC, faults, o.PublishTimeout, server)
+	stopping, stop := context.WithCancel(context.Background())
+	return &Conn{nc: env.NC, js: js, opts: o, server: server, faults: faults,
+		forwards: make(map[string]*settler), stopping: stopping, stop: stop}, nil
+}
+
+// tolerateDisconnects replaces nc's disconnect handler (bus.Connect's
+// reports every disconnect as a fault of the run): over JetStream a server
+// restart loses nothing, so a disconnect is a fault only when the
+// connection is still away after within.
+func tolerateDisconnects(nc *nats.Conn, faults bus.Faulter, within time.Duration, server string) {
+	nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if err == nil {
+			return // a deliberate close
+		}
+		time.AfterFunc(within, func() {
+			if !nc.IsConnected() && !nc.IsClosed() {
+				faults.Fault(fmt.Errorf("js transport: disconnected from %s and not back after %v: %w", server, within, err))
+			}
+		})
+	})
+}
+
+type discard struct{}
+
+func (discard) Fault(error) {}
+
+// Check asks the server, within timeout, for the account's JetStream
+// information: an error names server (masked by the caller) and says
+// whether JetStream is off or did not answer.
+func Check(ctx context.Context, js jetstream.JetStream, server string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return fmt.Errorf("js transport: the NATS server at %s does not offer JetStream (run nats-server -js, or use -transport core): %w", server, err)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			return fmt.Errorf("js transport: the NATS server at %s did not answer a JetStream request within %v (JetStream off or unavailable): %w", server, timeout, err)
+		}
+		return fmt.Errorf("js transport: JetStream account info from %s: %w", server, err)
+	}
+	return nil
+}
+
+// StreamName is the name of the stream of the run under subjects: the
+// prefix with every character a stream name may not hold replaced by "_".
+func StreamName(subjects bus.Subjects) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.', r == '*', r == '>', r == '/', r == '\\', r <= ' ', r == 0x7f:
+			return '_'
+		}
+		return r
+	}, subjects.Prefix)
+}
+
+// DestName names destination i of run: the stage "S1".."SN", or "done".
+func DestName(run transport.Run, i int) string {
+	if i >= run.Stages {
+		return "done"
+	}
+	return pipelines.StageName(i)
+}
+
+// MsgID is the Nats-Msg-Id of the message with correlation ID key
+// published to destination to of run.
+func MsgID(run transport.Run, to int, key string) string { return key + "." + DestName(run, to) }
+
+// EnvelopeID reads the correlation ID of an encoded envelope without
+// decoding the rest; ok is false when data is not an envelope.
+func EnvelopeID(data []byte) (id string, ok bool) {
+	const idLenAt = 20
+	if len(data) <= idLenAt || data[0] != 'N' || data[1] != 'P' {
+		return "", false
+	}
+	n := int(data[idLenAt])
+	if n == 0 || len(data) < idLenAt+1+n {
+		return "", false
+	}
+	return string(data[idLenAt+1 : idLenAt+1+n]), true
+}
+
+// Conn is a JetStream transport.Conn on one NATS connection.
+type Conn struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	opts   Options
+	server string // masked
+	faults bus.Faulter
+
+	mu        sync.Mutex
+	consumers []*consumer
+	// forwards are the deliveries whose stage work has ended, by the
+	// Nats-Msg-Id their forward will carry (see settler.WorkEnded).
+	forwards map[string]*settler
+
+	background sync.WaitGroup  // forwards published in the background
+	stopping   context.Context // cancelled by Close: background forwards give up
+	stop       context.CancelFunc
+}
+
+func (c *Conn) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.opts.APITimeout)
+}
+
+// StreamConfig is the configuration of run's stream under o.
+func StreamConfig(run transport.Run, o Options) jetstream.StreamConfig {
+	o = o.withDefaults()
+	subjects := make([]string, run.Stages+1)
+	for i := range subjects {
+		subjects[i] = run.Subject(i)
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamName(run.Subjects),
+		Description: "natspipe run " + run.Subjects.Prefix,
+		// Only the data subjects: the control subjects under the same
+		// prefix (ready, ctl.*) are request/reply and must not be
+		// answered by the stream.
+		Subjects:   subjects,
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    storage,
+		Replicas:   1,
+		Duplicates: o.Duplicates,
+		Discard:    jetstream.DiscardOld,
+	}
+}
+
+// ConsumerConfig is the configuration of the durable consumer of
+// destination i of run under o.
+func ConsumerConfig(run transport.Run, i int, o Options) jetstream.ConsumerConfig {
+	o = o.withDefaults()
+	pending := -1 // unbounded
+	if i < len(run.Concurrency) && run.Concurrency[i] > 0 {
+		// Each slot holds at most one delivery in stage work and one whose
+		// forward is being acknowledged (see Consume).
+		pending = 2 * run.Concurrency[i]
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       DestName(run, i),
+		Description:   "natspipe " + DestName(run, i) + " of " + run.Subjects.Prefix,
+		FilterSubject: run.Subject(i),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    o.MaxDeliver,
+		MaxAckPending: pending,
+		// Every free slot of every member may wait with a pull request.
+		MaxWaiting: max(512, pending),
+	}
+}
+
+// Setup implements transport.Conn: it creates (or updates) the run's
+// stream and one durable pull consumer per stage and for the sink.
+func (c *Conn) Setup(ctx context.Context, run transport.Run) error {
+	cfg := StreamConfig(run, c.opts)
+	actx, cancel := c.bounded(ctx)
+	defer cancel()
+	s, err := c.js.CreateOrUpdateStream(actx, cfg)
+	if err != nil {
+		return fmt.Errorf("js transport: create stream %s on %s: %w", cfg.Name, c.server, err)
+	}
+	for i := 0; i <= run.Stages; i++ {
+		cc := ConsumerConfig(run, i, c.opts)
+		actx, cancel := c.bounded(ctx)
+		_, err := s.CreateOrUpdateConsumer(actx, cc)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("js transport: create consumer %s of stream %s on %s: %w", cc.Durable, cfg.Name, c.server, err)
+		}
+	}
+	return nil
+}
+
+// Teardown implements transport.Conn: it deletes the run's stream and
+// with it its consumers. A stream already gone is not an error.
+func (c *Conn) Teardown(ctx context.Context, run transport.Run) error {
+	name := StreamName(run.Subjects)
+	actx, cancel := c.bounded(ctx)
+	defer cancel()
+	if err := c.js.DeleteStream(actx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("js transport: delete stream %s on %s: %w", name, c.server, err)
+	}
+	return nil
+}
+
+// Publisher implements transport.Conn.
+func (c *Conn) Publisher(run transport.Run, to int) (transport.Publisher, error) {
+	if to < 0 || to > run.Stages {
+		return nil, fmt.Errorf("js transport: destination %d out of range 0..%d", to, run.Stages)
+	}
+	return &publisher{c: c, run: run, to: to, subject: run.Subject(to)}, nil
+}
+
+type publisher struct {
+	c       *Conn
+	run     transport.Run
+	to      int
+	subject string
+}
+
+// Publish stores m in the run's stream and waits for the PubAck, retrying
+// while the server does not answer (a restart), within PublishTimeout and
+// ctx. Its Nats-Msg-Id is MsgID of m.Key, or of the envelope's correlation
+// ID when Key is empty; a duplicate the server drops is a success.
+//
+// When m is the forward of a delivery of this Conn whose stage work has
+// ended (Settler.WorkEnded), Publish returns at once and the publish goes
+// on in the background: the delivery's Ack is held back until the PubAck
+// has come, and if the publish fails the delivery is given back (Nak) and
+// the failure reported to the Conn's faults. So the router's executor
+// starts its next message while the forward is acknowledged, and a
+// message is still acknowledged only after its successor is stored.
+func (p *publisher) Publish(ctx context.Context, m transport.Outgoing) error {
+	key := m.Key
+	if key == "" {
+		key, _ = EnvelopeID(m.Data)
+	}
+	msg := &nats.Msg{Subject: p.subject, Data: m.Data}
+	var s *settler
+	if key != "" {
+		id := MsgID(p.run, p.to, key)
+		msg.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
+		s = p.c.forwarding(id)
+	}
+	if s == nil {
+		return p.publish(ctx, msg)
+	}
+	s.inBackground()
+	msg.Data = append([]byte(nil), m.Data...) // the caller reuses its buffer
+	p.c.background.Add(1)
+	go func() {
+		defer p.c.background.Done()
+		s.forwarded(p.publish(p.c.stopping, msg))
+	}()
+	return nil
+}
+
+func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
+	ctx, cancel := context.WithTimeout(ctx, p.c.opts.PublishTimeout)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	for {
+		actx, acancel := p.c.bounded(ctx)
+		_, err := p.c.js.PublishMsg(actx, msg)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
+			}
+			return fmt.Errorf("js transport: publish to %s on %s: %w", p.subject, p.c.server, err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// forwarding takes the delivery registered for the forward with
+// Nats-Msg-Id id, if any.
+func (c *Conn) forwarding(id string) *settler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.forwards[id]
+	if s != nil {
+		delete(c.forwards, id)
+	}
+	return s
+}
+
+// expectForward registers s as the delivery whose forward will carry
+// Nats-Msg-Id id; false if another delivery of this Conn is registered
+// for it (a redelivery of a message still forwarding here).
+func (c *Conn) expectForward(id string, s *settler) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.forwards[id]; ok {
+		return false
+	}
+	c.forwards[id] = s
+	return true
+}
+
+// unexpectForward drops s's registration under id, if it is still there.
+func (c *Conn) unexpectForward(id string, s *settler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.forwards[id] == s {
+		delete(c.forwards, id)
+	}
+}
+
+// transient reports whether a publish may succeed if tried again: the
+// server did not answer, or the connection is away.
+func transient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// Drain implements transport.Conn: it drains every consumer of c and
+// flushes the connection, within transport.CloseTimeout.
+func (c *Conn) Drain() error {
+	c.mu.Lock()
+	cs := c.consumers
+	c.consumers = nil
+	c.mu.Unlock()
+	deadline := time.Now().Add(transport.CloseTimeout)
+	var errs []error
+	for _, k := range cs {
+		if err := k.Drain(max(time.Until(deadline), time.Millisecond)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !c.waitBackground(time.Until(deadline)) {
+		c.stop()
+		c.background.Wait()
+		errs = append(errs, fmt.Errorf("js transport: forwards still unacknowledged after %v", transport.CloseTimeout))
+	}
+	c.stop()
+	if c.nc.IsConnected() {
+		if err := c.nc.FlushTimeout(max(time.Until(deadline), time.Millisecond)); err != nil {
+			errs = append(errs, fmt.Errorf("js transport: flush: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close implements transport.Conn: it stops every consumer of c.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	cs := c.consumers
+	c.consumers = nil
+	c.mu.Unlock()
+	var errs []error
+	for _, k := range cs {
+		if err := k.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.stop()
+	c.background.Wait()
+	return errors.Join(errs...)
+}
+
+// waitBackground waits, up to timeout, for the forwards published in the
+// background; false if some are still going.
+func (c *Conn) waitBackground(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { c.background.Wait(); close(done) }()
+	t := time.NewTimer(max(timeout, time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
