@@ -96,21 +96,29 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 		if info.Config.AckWait > 0 {
 			k.ackWait = info.Config.AckWait
 		}
-		// The stage's only member: its Limit is the stage's whole
-		// concurrency (MaxAckPending is twice that, see ConsumerConfig).
-		sole := opts.Limit > 0 && info.Config.MaxAckPending > 0 && info.Config.MaxAckPending <= 2*opts.Limit
-		if c.opts.Lookahead && sole {
-			k.ahead = 1
+		// The lookahead request is filled only when, after it, as many
+		// messages wait as the stage's other members have slots.
+		if total, err := strconv.Atoi(info.Config.Metadata[concurrencyKey]); err == nil && opts.Limit > 0 && !c.opts.Strict {
+			k.ahead, k.aheadMin = 1, max(1, total-opts.Limit+1)
+		}
+	}
+	if k.ahead > 0 {
+		k.aheadInbox = c.nc.NewInbox()
+		if k.aheadSub, err = c.nc.Subscribe(k.aheadInbox+".*", k.receive); err != nil {
+			kcancel()
+			return nil, fmt.Errorf("js transport: consumer %s on %s: subscribe to its lookahead inbox: %w", name, c.server, err)
 		}
 	}
 	if k.sub, err = c.nc.Subscribe(k.inbox+".*", k.receive); err != nil {
 		kcancel()
+		k.unsubscribeAhead()
 		return nil, fmt.Errorf("js transport: consumer %s on %s: subscribe to its inbox: %w", name, c.server, err)
 	}
 	// The server knows the inbox before the first pull's answer.
 	if err := c.nc.FlushWithContext(actx); err != nil {
 		kcancel()
 		_ = k.sub.Unsubscribe()
+		k.unsubscribeAhead()
 		return nil, fmt.Errorf("js transport: consumer %s on %s: subscribe to its inbox: %w", name, c.server, err)
 	}
 	k.loops.Add(1)
@@ -126,6 +134,7 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 // finished answering.
 type pullRequest struct {
 	reply    string    // its reply subject
+	ahead    bool      // a lookahead request
 	left     int       // messages asked for and not yet arrived
 	deadline time.Time // past it, the member forgets the request
 }
@@ -142,7 +151,13 @@ type consumer struct {
 	sub       *nats.Subscription
 	h         transport.Handler
 	limit     int
-	ahead     int // messages asked for beyond the free slots: Options.Lookahead
+	// ahead is how many lookahead requests the member keeps open (0 or
+	// 1; see the package doc), filled only when aheadMin messages wait;
+	// they are answered on aheadInbox + "." + their number.
+	ahead      int
+	aheadMin   int
+	aheadInbox string
+	aheadSub   *nats.Subscription
 	// ackWait is the server's AckWait for this consumer.
 	ackWait time.Duration
 	expiry  time.Duration // of a pull request at the server
@@ -156,53 +171,71 @@ type consumer struct {
 	once   sync.Once
 	result error
 
-	mu        sync.Mutex
-	seq       uint64                 // pull requests sent
-	requests  []*pullRequest         // open, oldest first
-	requested int                    // sum of requests' left
-	working   int                    // given to the handler; stage work not ended, not settled
-	unsettled map[*settler]time.Time // given to the handler, not settled; when received or last extended
+	mu         sync.Mutex
+	seq        uint64                 // pull requests sent
+	requests   []*pullRequest         // open, oldest first
+	requested  int                    // sum of requests' left
+	askedAhead int                    // sum of lookahead requests' left
+	working    int                    // given to the handler; stage work not ended, not settled
+	unsettled  map[*settler]time.Time // given to the handler, not settled; when received or last extended
 }
 
-// freeLocked is how many more messages the member may ask for now.
-func (k *consumer) freeLocked() int {
+// freeLocked is how many more messages the member may ask for now: for
+// free slots, and by lookahead.
+func (k *consumer) freeLocked() (slots, ahead int) {
 	if k.limit == 0 {
-		return unboundedBatch - k.requested
+		return unboundedBatch - k.requested, 0
 	}
-	return k.limit + k.ahead - k.working - k.requested
+	strict := k.requested - k.askedAhead
+	slots = max(0, k.limit-k.working-strict)
+	ahead = max(0, min(k.ahead-k.askedAhead, k.limit+k.ahead-k.working-k.requested-slots))
+	return slots, ahead
 }
 
 // refill asks the server for as many messages as the member has free
 // slots, unless it is stopping: one request per slot, or, without a
-// Limit, one request for them all.
+// Limit, one request for them all; and keeps its lookahead request open.
 func (k *consumer) refill() {
 	if k.ctx.Err() != nil {
 		return
 	}
 	k.mu.Lock()
-	n := k.freeLocked()
+	n, ahead := k.freeLocked()
 	// A member without a Limit (the sink) asks again once half its batch
 	// has arrived, not for every message.
-	if n <= 0 || (k.limit == 0 && n < unboundedBatch/2) {
+	if k.limit == 0 && n < unboundedBatch/2 {
+		n = 0
+	}
+	if n <= 0 && ahead <= 0 {
 		k.mu.Unlock()
 		return
 	}
 	batch, count := 1, n
 	if k.limit == 0 {
-		batch, count = n, 1
+		batch, count = n, min(n, 1)
 	}
-	sent := make([]*pullRequest, count)
+	sent := make([]*pullRequest, 0, count+ahead)
 	deadline := time.Now().Add(k.expiry + pullGrace)
-	for i := range sent {
+	for i := range count + ahead {
 		k.seq++
-		sent[i] = &pullRequest{reply: k.inbox + "." + strconv.FormatUint(k.seq, 10), left: batch, deadline: deadline}
+		r := &pullRequest{reply: k.inbox + "." + strconv.FormatUint(k.seq, 10), left: batch, deadline: deadline}
+		if i >= count {
+			r.reply, r.ahead, r.left = k.aheadInbox+"."+strconv.FormatUint(k.seq, 10), true, 1
+			k.askedAhead++
+		}
+		sent = append(sent, r)
 	}
 	k.requests = append(k.requests, sent...)
-	k.requested += n
+	k.requested += n + ahead
 	k.mu.Unlock()
-	body := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, batch, k.expiry.Nanoseconds())
+	body := fmt.Appendf(nil, `{"batch":%d,"expires":%d,"group":%q}`, batch, k.expiry.Nanoseconds(), PullGroup)
+	aheadBody := fmt.Appendf(nil, `{"batch":1,"expires":%d,"group":%q,"min_pending":%d}`, k.expiry.Nanoseconds(), PullGroup, k.aheadMin)
 	for _, r := range sent {
-		if err := k.c.nc.PublishRequest(k.next, r.reply, body); err != nil {
+		b := body
+		if r.ahead {
+			b = aheadBody
+		}
+		if err := k.c.nc.PublishRequest(k.next, r.reply, b); err != nil {
 			k.forget(r.reply, -1)
 			if errors.Is(err, nats.ErrConnectionClosed) && k.ctx.Err() == nil {
 				k.c.faults.Fault(fmt.Errorf("js transport: pull from %s: %w", k.name, err))
@@ -223,10 +256,26 @@ func (k *consumer) forget(reply string, left int) {
 			if left < 0 || left > r.left {
 				left = r.left
 			}
-			k.requested -= left
-			k.requests = append(k.requests[:i], k.requests[i+1:]...)
+			k.dropLocked(i, left)
 			return
 		}
+	}
+}
+
+// dropLocked removes the open request i, giving back left of its slots.
+func (k *consumer) dropLocked(i, left int) {
+	r := k.requests[i]
+	k.requested -= left
+	if r.ahead {
+		k.askedAhead -= left
+	}
+	k.requests = append(k.requests[:i], k.requests[i+1:]...)
+}
+
+// unsubscribeAhead ends the lookahead inbox's subscription, if any.
+func (k *consumer) unsubscribeAhead() {
+	if k.aheadSub != nil {
+		_ = k.aheadSub.Unsubscribe()
 	}
 }
 
@@ -241,14 +290,21 @@ func (k *consumer) receive(m *nats.Msg) {
 		}
 	}
 	s := &settler{k: k, m: m}
+	ahead := m.Sub != nil && m.Sub == k.aheadSub
 	k.mu.Lock()
-	if len(k.requests) > 0 {
-		r := k.requests[0]
+	for i, r := range k.requests {
+		if r.ahead != ahead {
+			continue
+		}
 		r.left--
 		k.requested--
-		if r.left <= 0 {
-			k.requests = k.requests[1:]
+		if ahead {
+			k.askedAhead--
 		}
+		if r.left <= 0 {
+			k.requests = append(k.requests[:i], k.requests[i+1:]...)
+		}
+		break
 	}
 	slot := k.limit == 0 || k.working < k.limit+k.ahead
 	if slot {
@@ -318,8 +374,7 @@ func (k *consumer) tend() {
 			var old []*settler
 			k.mu.Lock()
 			for len(k.requests) > 0 && now.After(k.requests[0].deadline) {
-				k.requested -= k.requests[0].left
-				k.requests = k.requests[1:]
+				k.dropLocked(0, k.requests[0].left)
 			}
 			for s, since := range k.unsettled {
 				if now.Sub(since) >= every {
@@ -338,13 +393,24 @@ func (k *consumer) tend() {
 	}
 }
 
+// subs are the member's subscriptions: its inbox, and its lookahead
+// inbox if it has one.
+func (k *consumer) subs() []*nats.Subscription {
+	if k.aheadSub != nil {
+		return []*nats.Subscription{k.sub, k.aheadSub}
+	}
+	return []*nats.Subscription{k.sub}
+}
+
 // Pending implements transport.Consumer.
 func (k *consumer) Pending() int {
-	n, _, err := k.sub.Pending()
-	if err != nil {
-		return 0
+	total := 0
+	for _, sub := range k.subs() {
+		if n, _, err := sub.Pending(); err == nil {
+			total += n
+		}
 	}
-	return n
+	return total
 }
 
 // Unsettled is the number of deliveries given to the handler and not yet
@@ -372,22 +438,33 @@ func (k *consumer) stop(halt bool, timeout time.Duration) error {
 			k.halt.Store(true)
 		}
 		deadline := time.Now().Add(max(timeout, time.Millisecond))
-		closed := k.sub.StatusChanged(nats.SubscriptionClosed)
-		// Drain gives the handler what arrived, then closes the
+		// Drain gives the handler what arrived, then closes each
 		// subscription once the handler has returned for the last time.
-		if err := k.sub.Drain(); err != nil {
-			_ = k.sub.Unsubscribe() // the connection is closed: nothing more arrives
-		} else {
-			t := time.NewTimer(time.Until(deadline))
-			select {
-			case <-closed:
-			case <-t.C:
-				k.halt.Store(true)
-				_ = k.sub.Unsubscribe()
-				k.result = fmt.Errorf("js transport: drain consumer %s: not drained after %v", k.name, timeout)
+		var draining []*nats.Subscription
+		var closed []<-chan nats.SubStatus
+		for _, sub := range k.subs() {
+			ch := sub.StatusChanged(nats.SubscriptionClosed)
+			if err := sub.Drain(); err != nil {
+				_ = sub.Unsubscribe() // the connection is closed: nothing more arrives
+				continue
 			}
-			t.Stop()
+			draining, closed = append(draining, sub), append(closed, ch)
 		}
+		wait := time.NewTimer(max(time.Until(deadline), time.Millisecond))
+	waiting:
+		for i := range draining {
+			select {
+			case <-closed[i]:
+			case <-wait.C:
+				k.halt.Store(true)
+				for _, sub := range draining[i:] {
+					_ = sub.Unsubscribe()
+				}
+				k.result = fmt.Errorf("js transport: drain consumer %s: not drained after %v", k.name, timeout)
+				break waiting
+			}
+		}
+		wait.Stop()
 		k.loops.Wait()
 		// After this, a message the subscription had already taken is
 		// given back, not handed to the handler.

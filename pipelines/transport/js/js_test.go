@@ -204,11 +204,12 @@ func TestPublishConsumeAck(t *testing.T) {
 }
 
 // A member pulls only for its free slots: with Limit 1 and nothing
-// settled, the server keeps the rest.
+// settled, the server keeps the rest, as long as they are no more than the
+// stage's other three slots could take (lookahead: see TestLookahead).
 func TestPullOnlyFreeSlots(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	r := newRig(t, js.Options{}, 4)
-	for i := range 5 {
+	for i := range 4 {
 		r.publish(t, 0, fmt.Sprint("id", i), envelope(t, fmt.Sprint("id", i), uint64(i)))
 	}
 	h, ch := deliveries(16)
@@ -219,8 +220,8 @@ func TestPullOnlyFreeSlots(t *testing.T) {
 	defer c.Stop()
 	d := next(t, ch, 10*time.Second)
 	none(t, ch, 300*time.Millisecond)
-	if info := r.consumerInfo(t, 0); info.NumAckPending != 1 || info.NumPending != 4 {
-		t.Fatalf("holding one: server shows %d ack pending, %d pending; want 1, 4", info.NumAckPending, info.NumPending)
+	if info := r.consumerInfo(t, 0); info.NumAckPending != 1 || info.NumPending != 3 {
+		t.Fatalf("holding one: server shows %d ack pending, %d pending; want 1, 3", info.NumAckPending, info.NumPending)
 	}
 	if p := c.Pending(); p != 0 {
 		t.Fatalf("Pending %d, want 0", p)
@@ -237,12 +238,13 @@ func TestPullOnlyFreeSlots(t *testing.T) {
 // When stage work on a delivery ends (WorkEnded, which the router calls
 // before it publishes the forward), the member's slot frees and it pulls
 // its next message, while the first stays unsettled until its ack; a
-// second message in work takes the slot again, so a third waits.
+// second message in work takes the slot again, so a third waits (Strict:
+// no lookahead).
 func TestWorkEndedFreesSlot(t *testing.T) {
 	benchkit.CheckLeaks(t)
-	r := newRig(t, js.Options{}, 1)
-	if got := r.consumerInfo(t, 0).Config.MaxAckPending; got != 2 {
-		t.Fatalf("MaxAckPending %d, want 2 (one in work and one forwarded, per slot)", got)
+	r := newRig(t, js.Options{Strict: true}, 1)
+	if got := r.consumerInfo(t, 0).Config.MaxAckPending; got != 3 {
+		t.Fatalf("MaxAckPending %d, want 3 (per slot one in work, one forwarded and one by lookahead)", got)
 	}
 	for i := range 3 {
 		r.publish(t, 0, fmt.Sprint("id", i), envelope(t, fmt.Sprint("id", i), uint64(i)))
@@ -279,13 +281,17 @@ func TestWorkEndedFreesSlot(t *testing.T) {
 	}
 }
 
-// With Lookahead, the stage's only member asks for one message beyond its
-// free slots, and no more; a member that shares its stage does not.
+// A member keeps one lookahead request open: the stage's only member gets
+// one message beyond its free slots; a member that shares its stage gets
+// one only from a backlog that leaves a message for every other slot, so a
+// member that joins finds work at once. Strict turns lookahead off.
 func TestLookahead(t *testing.T) {
 	benchkit.CheckLeaks(t)
-	r := newRig(t, js.Options{Lookahead: true}, 1, 2)
+	r := newRig(t, js.Options{}, 1, 2)
 	for i := range 3 {
 		r.publish(t, 0, fmt.Sprint("a", i), envelope(t, fmt.Sprint("a", i), uint64(i)))
+	}
+	for i := range 2 {
 		r.publish(t, 1, fmt.Sprint("b", i), envelope(t, fmt.Sprint("b", i), uint64(i)))
 	}
 	h, ch := deliveries(16)
@@ -294,20 +300,70 @@ func TestLookahead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sole.Stop()
-	first, second := next(t, ch, 10*time.Second), next(t, ch, 10*time.Second)
+	held := []transport.Delivery{next(t, ch, 10*time.Second), next(t, ch, 10*time.Second)}
 	none(t, ch, 300*time.Millisecond)
+
+	// Stage 1 has two slots: with two messages waiting, its first member
+	// takes one for its slot and leaves the other for the second slot.
 	h2, ch2 := deliveries(16)
-	shared, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m2", Limit: 1, Shared: true}, h2)
+	m2, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m2", Limit: 1, Shared: true}, h2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer shared.Stop()
-	other := next(t, ch2, 10*time.Second)
+	defer m2.Stop()
+	held = append(held, next(t, ch2, 10*time.Second))
 	none(t, ch2, 300*time.Millisecond)
-	for _, d := range []transport.Delivery{first, second, other} {
+	h3, ch3 := deliveries(16)
+	m3, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m3", Limit: 1, Shared: true}, h3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m3.Stop()
+	held = append(held, next(t, ch3, 10*time.Second))
+	// Both slots busy: one more waiting is not taken by lookahead (it
+	// would leave nothing for a slot that frees), two are: one of them.
+	r.publish(t, 1, "b2", envelope(t, "b2", 2))
+	none(t, ch2, 300*time.Millisecond)
+	none(t, ch3, 10*time.Millisecond)
+	r.publish(t, 1, "b3", envelope(t, "b3", 3))
+	select {
+	case d := <-ch2:
+		held = append(held, d)
+	case d := <-ch3:
+		held = append(held, d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("stage 1: no lookahead delivery from a backlog of 2 with both slots busy")
+	}
+	none(t, ch2, 300*time.Millisecond)
+	none(t, ch3, 10*time.Millisecond)
+	for _, d := range held {
 		if err := d.Ack(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := next(t, ch, 10*time.Second).Ack(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With Strict, a member asks only for its free slots, even as its
+// stage's only member.
+func TestStrict(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	r := newRig(t, js.Options{Strict: true}, 1)
+	for i := range 3 {
+		r.publish(t, 0, fmt.Sprint("a", i), envelope(t, fmt.Sprint("a", i), uint64(i)))
+	}
+	h, ch := deliveries(16)
+	sole, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sole.Stop()
+	first := next(t, ch, 10*time.Second)
+	none(t, ch, 300*time.Millisecond)
+	if err := first.Ack(); err != nil {
+		t.Fatal(err)
 	}
 	if err := next(t, ch, 10*time.Second).Ack(); err != nil {
 		t.Fatal(err)
