@@ -91,6 +91,26 @@ func Connect(conn natsconn.Config, name string, f Faulter) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// TolerateDisconnects replaces nc's disconnect handler (Connect's reports
+// every disconnect as a fault of the run) for a transport that goes on
+// after a reconnect (a server restart): a disconnect is reported to f only
+// when the connection is still away after within, as what's ("core
+// transport on nats://...", the URL masked).
+// What a broker lost meanwhile is the run's to count (lost messages), not
+// a fault.
+func TolerateDisconnects(nc *nats.Conn, f Faulter, within time.Duration, what string) {
+	nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if err == nil || f == nil {
+			return // a deliberate close
+		}
+		time.AfterFunc(within, func() {
+			if !nc.IsConnected() && !nc.IsClosed() {
+				f.Fault(fmt.Errorf("%s: disconnected and not back after %v: %w", what, within, err))
+			}
+		})
+	})
+}
+
 // Source publishes messages into a pipeline's first stage. It implements
 // pipelines.Sender.
 type Source struct {

@@ -6,8 +6,11 @@
 //
 // It is natspipe's behaviour before the transport seam, unchanged: the
 // client-side pending limits are lifted (bus.Unlimit), and slow-consumer
-// and disconnect errors reach the run as faults through the connection
-// bus.Connect made.
+// errors reach the run as faults through the connection bus.Connect made.
+// A disconnect does too, when the connection is not back within
+// Transport.Reconnect; a server restart is survived: every connection
+// reconnects and resubscribes, and the messages the server held are lost,
+// which the run reports (lost), as for any other loss.
 package core
 
 import (
@@ -20,14 +23,22 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/transport"
 )
 
 // Name is the core transport's key.
 const Name = "core"
 
+// DefaultReconnect is how long a connection may be away (reconnecting)
+// before the run fails on it.
+const DefaultReconnect = 10 * time.Second
+
 // Transport is the core NATS transport. The zero value is ready to use.
-type Transport struct{}
+type Transport struct {
+	// Reconnect: see DefaultReconnect; 0: default.
+	Reconnect time.Duration
+}
 
 // Name implements transport.Transport.
 func (Transport) Name() string { return Name }
@@ -36,10 +47,19 @@ func (Transport) Name() string { return Name }
 func (Transport) AtLeastOnce() bool { return false }
 
 // Open implements transport.Transport: the Conn uses env.NC.
-func (Transport) Open(_ context.Context, env transport.Env) (transport.Conn, error) {
+func (t Transport) Open(_ context.Context, env transport.Env) (transport.Conn, error) {
 	if env.NC == nil {
 		return nil, errors.New("core transport: no NATS connection")
 	}
+	within := t.Reconnect
+	if within <= 0 {
+		within = DefaultReconnect
+	}
+	server := natsconn.Mask(env.NATS.ServerURL())
+	if u := env.NC.ConnectedUrl(); u != "" {
+		server = natsconn.Mask(u)
+	}
+	bus.TolerateDisconnects(env.NC, env.Faults, within, "core transport on "+server)
 	return &Conn{nc: env.NC}, nil
 }
 

@@ -182,27 +182,10 @@ func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn,
 	if faults == nil {
 		faults = discard{}
 	}
-	tolerateDisconnects(env.NC, faults, o.PublishTimeout, server)
+	bus.TolerateDisconnects(env.NC, faults, o.PublishTimeout, "js transport on "+server)
 	stopping, stop := context.WithCancel(context.Background())
 	return &Conn{nc: env.NC, js: js, opts: o, server: server, faults: faults,
 		forwards: make(map[string]*settler), stopping: stopping, stop: stop}, nil
-}
-
-// tolerateDisconnects replaces nc's disconnect handler (bus.Connect's
-// reports every disconnect as a fault of the run): over JetStream a server
-// restart loses nothing, so a disconnect is a fault only when the
-// connection is still away after within.
-func tolerateDisconnects(nc *nats.Conn, faults bus.Faulter, within time.Duration, server string) {
-	nc.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
-		if err == nil {
-			return // a deliberate close
-		}
-		time.AfterFunc(within, func() {
-			if !nc.IsConnected() && !nc.IsClosed() {
-				faults.Fault(fmt.Errorf("js transport: disconnected from %s and not back after %v: %w", server, within, err))
-			}
-		})
-	})
 }
 
 type discard struct{}
