@@ -12,6 +12,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transports"
@@ -47,14 +48,14 @@ func (v variant) name() string { return "impl=" + v.impl + "/transport=" + v.cfg
 // P0 uses no broker; it is listed under every transport as the row's
 // baseline.
 func variantsOn(tb testing.TB, tr transport.Transport) []variant {
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var vs []variant
 	for _, v := range variants.All() {
 		cfg := variants.Config{Transport: tr, Inflight: suiteInflight, Mode: worker.Sync,
-			Processes: worker.Processes{Launcher: launcher}}
+			Processes: fleet.Processes{Launcher: launcher}}
 		vs = append(vs, variant{impl: v.Name, v: v, cfg: cfg})
 	}
 	return vs

@@ -12,6 +12,7 @@ import (
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/p3"
 	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/trace"
@@ -52,7 +53,7 @@ func run(t *testing.T, alloc p4.Alloc, n int) *analysis.Run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func run(t *testing.T, alloc p4.Alloc, n int) *analysis.Run {
 	if alloc == nil {
 		p, err = p3.Start(ctx, p3.Options{NATS: srv.Conn, Subjects: subjects, Launcher: launcher}, sp, r)
 	} else {
-		p, err = p4.Start(ctx, p4.Options{Processes: worker.Processes{NATS: srv.Conn, Subjects: subjects, Launcher: launcher}, Alloc: alloc}, sp, r)
+		p, err = p4.Start(ctx, p4.Options{Processes: fleet.Processes{NATS: srv.Conn, Subjects: subjects, Launcher: launcher}, Alloc: alloc}, sp, r)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p3"
 	"github.com/natspipe/natspipe/pipelines/p4"
@@ -82,7 +83,7 @@ func TestCommand(t *testing.T) {
 		srv := natstest.Start(t)
 		spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 8 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 16}
 		start := func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-			return p3.Start(ctx, p3.Options{NATS: conn, Subjects: subjects, Launcher: worker.Command(bin)}, spec, sink)
+			return p3.Start(ctx, p3.Options{NATS: conn, Subjects: subjects, Launcher: fleet.Command(bin)}, spec, sink)
 		}
 		fx := varianttest.Start(t, srv.Conn, start, pipelines.RunConfig{Spec: spec, Variant: "p3", Bound: p3.Bound(spec, worker.Sync, 0), Timeout: time.Minute})
 		res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 100)
@@ -96,7 +97,7 @@ func TestCommand(t *testing.T) {
 	t.Run("p4 SIGTERM", func(t *testing.T) {
 		srv := natstest.Start(t)
 		spec := pipelines.Spec{Durations: []time.Duration{time.Millisecond, 4 * time.Millisecond, time.Millisecond, time.Millisecond}, Work: pipelines.Sleep}
-		p, err := p4.Start(context.Background(), p4.Options{Alloc: p4.Alloc{1, 2, 1, 1}, Processes: worker.Processes{NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: worker.Command(bin)}}, spec, nil)
+		p, err := p4.Start(context.Background(), p4.Options{Alloc: p4.Alloc{1, 2, 1, 1}, Processes: fleet.Processes{NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: fleet.Command(bin)}}, spec, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

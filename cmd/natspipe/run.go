@@ -15,6 +15,7 @@ import (
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/p4"
@@ -87,8 +88,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
-	fs.DurationVar(&o.liveness, "liveness", worker.DefaultLiveness, "p3/p4: a worker silent, or holding messages without progress, this long is named unresponsive (or stuck); 100ms to 1h")
-	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(worker.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
+	fs.DurationVar(&o.liveness, "liveness", fleet.DefaultLiveness, "p3/p4: a worker silent, or holding messages without progress, this long is named unresponsive (or stuck); 100ms to 1h")
+	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -143,7 +144,7 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
-	onExit, err := worker.ParseExitPolicy(o.onWorkerExit)
+	onExit, err := fleet.ParseExitPolicy(o.onWorkerExit)
 	if err != nil {
 		return plan{}, fmt.Errorf("-on-worker-exit: %w", err)
 	}
@@ -160,15 +161,15 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 		}
 	}
 	if v.Processes {
-		l := worker.Command(o.workerPath)
+		l := fleet.Command(o.workerPath)
 		if o.workerPath == "" {
 			exe, err := os.Executable()
 			if err != nil {
 				return plan{}, fmt.Errorf("find own executable for workers: %w", err)
 			}
-			l = worker.Launcher{Path: exe, Args: []string{"worker"}}
+			l = fleet.Launcher{Path: exe, Args: []string{"worker"}}
 		}
-		cfg.Processes = worker.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness}
+		cfg.Processes = fleet.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness}
 	}
 	bound := v.Bound(cfg)
 	return plan{name: v.Label(cfg), variant: v, cfg: cfg, bound: bound, window: v.Window(cfg, bound)}, nil

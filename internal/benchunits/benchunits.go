@@ -28,7 +28,7 @@ const (
 	Startup = "startup-ms"
 	// Imbalance is, over the stages with several workers, the largest
 	// relative deviation of a worker's share of its stage's messages from
-	// the even share (worker.Imbalance).
+	// the even share (fleet.Imbalance).
 	Imbalance = "imbalance"
 	// HopCost is the messaging cost of one hop, in nanoseconds.
 	HopCost = "ns/hop"

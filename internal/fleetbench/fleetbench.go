@@ -16,11 +16,11 @@ import (
 	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transports"
-	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // Config is one sub-benchmark's pipeline.
@@ -32,7 +32,7 @@ type Config struct {
 	Window  int     // default window; NATSPIPE_WINDOW overrides it
 	// Processes configures the workers; the fixture sets their connection,
 	// subjects and launcher (this test binary).
-	Processes worker.Processes
+	Processes fleet.Processes
 }
 
 // StartTimeout bounds starting a fleet.
@@ -41,12 +41,12 @@ const StartTimeout = 2 * time.Minute
 // fixture is a sub-benchmark's running pipeline.
 type fixture struct {
 	runner *pipelines.Runner
-	fleet  *worker.Fleet
+	fleet  *fleet.Fleet
 	ep     *router.Endpoint
 }
 
 func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error) {
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		return nil, err
 	}
@@ -66,16 +66,16 @@ func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error
 	defer cancel()
 	p := cfg.Processes
 	p.NATS, p.Subjects, p.Launcher = conn, subjects, launcher
-	fleet, err := worker.StartFleet(ctx, worker.FleetConfig{Processes: p, Spec: cfg.Spec, Alloc: cfg.Alloc, Variant: cfg.Variant}, runner)
+	f, err := fleet.Start(ctx, fleet.Config{Processes: p, Spec: cfg.Spec, Alloc: cfg.Alloc, Variant: cfg.Variant}, runner)
 	if err != nil {
 		return nil, err
 	}
 	ep, err := router.Attach(conn, p.Transport, transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages()}, runner)
 	if err != nil {
-		_ = fleet.Close()
+		_ = f.Close()
 		return nil, err
 	}
-	return &fixture{runner: runner, fleet: fleet, ep: ep}, nil
+	return &fixture{runner: runner, fleet: f, ep: ep}, nil
 }
 
 func (fx *fixture) close() error {
@@ -122,19 +122,19 @@ func Run(b *testing.B, conn natsconn.Config, name string, cfg Config) {
 			b.Fatal(fmt.Errorf("worker stats after the run: %w", err))
 		}
 		b.ReportMetric(float64(fx.fleet.Startup())/float64(time.Millisecond), benchunits.Startup)
-		reportShares(b, fx.fleet.Workers(), worker.Handled(before, after), cfg.Alloc)
+		reportShares(b, fx.fleet.Workers(), fleet.Handled(before, after), cfg.Alloc)
 	})
 }
 
 // reportShares reports the balance of stages with several workers.
-func reportShares(b *testing.B, ids []worker.WorkerID, handled map[string]uint64, alloc []int) {
-	shares := worker.Shares(ids, handled)
+func reportShares(b *testing.B, ids []fleet.WorkerID, handled map[string]uint64, alloc []int) {
+	shares := fleet.Shares(ids, handled)
 	worst := math.NaN()
 	for st, n := range alloc {
 		if n < 2 {
 			continue
 		}
-		if im := worker.Imbalance(shares, st); math.IsNaN(worst) || im > worst {
+		if im := fleet.Imbalance(shares, st); math.IsNaN(worst) || im > worst {
 			worst = im
 		}
 	}
@@ -148,6 +148,6 @@ func reportShares(b *testing.B, ids []worker.WorkerID, handled map[string]uint64
 	}
 	b.ReportMetric(worst, benchunits.Imbalance)
 	if b.N > 1 {
-		b.Logf("N=%d %s", b.N, worker.FormatShares(shares))
+		b.Logf("N=%d %s", b.N, fleet.FormatShares(shares))
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p3"
 	"github.com/natspipe/natspipe/pipelines/worker"
@@ -50,7 +51,7 @@ func twoStages() pipelines.Spec {
 // workers wrote to stderr.
 func roundTrip(t *testing.T, conn natsconn.Config) string {
 	t.Helper()
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,15 +344,15 @@ func TestWorkerCommandLinesHoldNoPassword(t *testing.T) {
 	const user, password = "natspipe", "CMDLINE-PASSWORD-42"
 	srv := natstest.StartWith(t, func(o *server.Options) { o.Username, o.Password = user, password })
 	conn := natsconn.Config{URL: "nats://" + user + ":" + password + "@" + strings.TrimPrefix(srv.URL, "nats://")}
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stderr syncbuf.Buffer
-	f, err := worker.StartFleet(ctx, worker.FleetConfig{
-		Processes: worker.Processes{NATS: conn, Subjects: bus.NewSubjects(), Launcher: launcher, Stderr: &stderr},
+	f, err := fleet.Start(ctx, fleet.Config{
+		Processes: fleet.Processes{NATS: conn, Subjects: bus.NewSubjects(), Launcher: launcher, Stderr: &stderr},
 		Spec:      twoStages(), Alloc: []int{1, 2}, Variant: "p4",
 	}, nil)
 	if err != nil {

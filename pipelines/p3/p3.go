@@ -5,11 +5,12 @@
 // Async workers (up to Concurrency messages in work each) are the variant's
 // other mode.
 //
-// The worker processes are pipelines/worker's; Start launches them through
-// a worker.Launcher: the test binary itself in tests and benchmarks
-// (worker.Self, with worker.Dispatch in TestMain), or a natspipe-worker
-// binary (worker.Command). P3 is P4 (pipelines/p4) with one worker per
-// stage; both share the worker and its fleet.
+// The worker processes are pipelines/worker's; Start launches and
+// supervises them as a pipelines/fleet, through a fleet.Launcher: the test
+// binary itself in tests and benchmarks (fleet.Self, with worker.Dispatch
+// in TestMain), or a natspipe-worker binary (fleet.Command). P3 is P4
+// (pipelines/p4) with one worker per stage; both share the worker and the
+// fleet.
 package p3
 
 import (
@@ -18,15 +19,16 @@ import (
 	"slices"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // Options configure a P3 pipeline: its worker processes.
-type Options = worker.Processes
+type Options = fleet.Processes
 
 // Pipeline is a running P3 pipeline: one worker process per stage.
 type Pipeline struct {
-	*worker.Fleet
+	*fleet.Fleet
 }
 
 // Start starts one worker process per stage of spec and returns once all
@@ -36,7 +38,7 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("p3: %w", err)
 	}
-	f, err := worker.StartFleet(ctx, worker.FleetConfig{
+	f, err := fleet.Start(ctx, fleet.Config{
 		Processes: opts,
 		Spec:      spec,
 		Alloc:     ones(spec.Stages()),
@@ -57,7 +59,7 @@ func concurrent(mode worker.Mode, concurrency int) int {
 // Capacity is what limits P3's throughput: each stage's one worker's
 // concurrency, and for cpu work the cores.
 func Capacity(spec pipelines.Spec, mode worker.Mode, concurrency int) pipelines.Capacity {
-	return worker.Capacity(ones(spec.Stages()), concurrent(mode, concurrency))
+	return fleet.Capacity(ones(spec.Stages()), concurrent(mode, concurrency))
 }
 
 // Bound is P3's throughput bound in msgs/s: min over stages of
@@ -68,7 +70,7 @@ func Bound(spec pipelines.Spec, mode worker.Mode, concurrency int) float64 {
 }
 
 // Window is the default closed-loop window of a run at bound msgs/s (see
-// worker.Window).
+// fleet.Window).
 func Window(spec pipelines.Spec, mode worker.Mode, concurrency int, bound float64) int {
-	return worker.Window(spec, ones(spec.Stages()), concurrent(mode, concurrency), bound)
+	return fleet.Window(spec, ones(spec.Stages()), concurrent(mode, concurrency), bound)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
@@ -36,7 +37,7 @@ func testSpec() pipelines.Spec {
 // starter adapts Start to varianttest.
 func starter(opts Options) varianttest.StartFunc {
 	return func(ctx context.Context, conn natsconn.Config, subjects bus.Subjects, spec pipelines.Spec, sink pipelines.Sink) (benchkit.Closer, error) {
-		launcher, err := worker.Self()
+		launcher, err := fleet.Self()
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +192,7 @@ func TestOrphanHelper(t *testing.T) {
 		t.Skip("helper for TestNoOrphans")
 	}
 	srv := natstest.Start(t)
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/worker"
@@ -89,7 +90,7 @@ func newJSRig(t *testing.T, spec pipelines.Spec, alloc Alloc, tr js.Transport, r
 	t.Helper()
 	r := &jsRig{srv: natstest.StartJetStream(t)}
 	r.run = transport.Run{Subjects: bus.NewSubjects(), Stages: spec.Stages()}
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}

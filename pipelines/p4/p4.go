@@ -5,11 +5,12 @@
 // w_i x concurrency_i / t_i (concurrency 1 for sync workers), and for cpu
 // work at most cores/sum(t).
 //
-// The worker processes are pipelines/worker's; Start launches them through
-// a worker.Launcher: the test binary itself in tests and benchmarks
-// (worker.Self, with worker.Dispatch in TestMain), or a natspipe-worker
-// binary. Workers can equally be started by hand on other machines joined
-// by a NATS cluster (see cmd/natspipe-worker).
+// The worker processes are pipelines/worker's; Start launches and
+// supervises them as a pipelines/fleet, through a fleet.Launcher: the test
+// binary itself in tests and benchmarks (fleet.Self, with worker.Dispatch
+// in TestMain), or a natspipe-worker binary. Workers can equally be
+// started by hand on other machines joined by a NATS cluster (see
+// cmd/natspipe-worker).
 //
 // NATS picks a queue group member at random for each message, whether it is
 // busy or not; a sync worker that is busy keeps what it is given waiting in
@@ -26,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -132,14 +134,14 @@ func AllocFromEnv(getenv pipelines.Getenv, def Alloc) (Alloc, error) {
 // Options configure a P4 pipeline: its worker processes and their
 // allocation to stages.
 type Options struct {
-	worker.Processes
+	fleet.Processes
 	// Alloc is the workers per stage; nil: one each.
 	Alloc Alloc
 }
 
 // Pipeline is a running P4 pipeline: its fleet of worker processes.
 type Pipeline struct {
-	*worker.Fleet
+	*fleet.Fleet
 }
 
 // Start starts opts.Alloc[i] workers for each stage i of spec and returns
@@ -156,7 +158,7 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 	if err := opts.Alloc.Check(spec.Stages()); err != nil {
 		return nil, fmt.Errorf("%s: %w", variant, err)
 	}
-	f, err := worker.StartFleet(ctx, worker.FleetConfig{
+	f, err := fleet.Start(ctx, fleet.Config{
 		Processes: opts.Processes,
 		Spec:      spec,
 		Alloc:     opts.Alloc,
@@ -171,7 +173,7 @@ func Start(ctx context.Context, opts Options, spec pipelines.Spec, sink pipeline
 // Capacity is what limits P4's throughput: each stage's workers x
 // concurrency, and for cpu work the cores.
 func Capacity(spec pipelines.Spec, alloc Alloc, mode worker.Mode, concurrency int) pipelines.Capacity {
-	return worker.Capacity(alloc, worker.Config{Mode: mode, Concurrency: concurrency}.Concurrent())
+	return fleet.Capacity(alloc, worker.Config{Mode: mode, Concurrency: concurrency}.Concurrent())
 }
 
 // Bound is P4's throughput bound in msgs/s: min over stages of
@@ -181,7 +183,7 @@ func Bound(spec pipelines.Spec, alloc Alloc, mode worker.Mode, concurrency int) 
 }
 
 // Window is the default closed-loop window of a run at bound msgs/s: see
-// worker.Window, which leaves room for the queues random assignment builds.
+// fleet.Window, which leaves room for the queues random assignment builds.
 func Window(spec pipelines.Spec, alloc Alloc, mode worker.Mode, concurrency int, bound float64) int {
-	return worker.Window(spec, alloc, worker.Config{Mode: mode, Concurrency: concurrency}.Concurrent(), bound)
+	return fleet.Window(spec, alloc, worker.Config{Mode: mode, Concurrency: concurrency}.Concurrent(), bound)
 }

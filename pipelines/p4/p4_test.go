@@ -18,6 +18,7 @@ import (
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transports"
@@ -47,7 +48,7 @@ type rig struct {
 func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunConfig) *rig {
 	t.Helper()
 	r := &rig{srv: natstest.Start(t), subjects: bus.NewSubjects()}
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 }
 
 // checkNoOrphans fails t if any worker process of f still exists.
-func checkNoOrphans(t testing.TB, f *worker.Fleet) {
+func checkNoOrphans(t testing.TB, f *fleet.Fleet) {
 	t.Helper()
 	for _, id := range f.Workers() {
 		pid := f.PID(id.Name)
@@ -215,7 +216,7 @@ func TestExactlyOnce(t *testing.T) {
 		t.Run("mode="+string(mode), func(t *testing.T) {
 			benchkit.CheckLeaks(t)
 			spec := testSpec()
-			r := newRig(t, spec, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode}}, pipelines.RunConfig{Timeout: time.Minute})
+			r := newRig(t, spec, Options{Alloc: alloc, Processes: fleet.Processes{Mode: mode}}, pipelines.RunConfig{Timeout: time.Minute})
 			before, err := r.pipe.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -249,15 +250,15 @@ func TestExactlyOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			handled := worker.Handled(before, after)
+			handled := fleet.Handled(before, after)
 			stamped := recordsByWorker(res)
 			for _, id := range r.pipe.Workers() {
 				if handled[id.Name] != stamped[id.Name] {
 					t.Errorf("%s reports %d handled, stamped %d records", id.Name, handled[id.Name], stamped[id.Name])
 				}
 			}
-			shares := worker.Shares(r.pipe.Workers(), handled)
-			t.Logf("balance:\n%s", worker.FormatShares(shares))
+			shares := fleet.Shares(r.pipe.Workers(), handled)
+			t.Logf("balance:\n%s", fleet.FormatShares(shares))
 			for _, s := range shares {
 				if alloc[s.Stage] > 1 && s.Handled == 0 {
 					t.Errorf("%s handled nothing", s.Name)
@@ -415,7 +416,7 @@ func TestStoppedWorker(t *testing.T) {
 	spec := testSpec()
 	const n = 3000
 	const lossTimeout = time.Second
-	opts := Options{Alloc: Alloc{1, 4, 1, 1}, Processes: worker.Processes{Liveness: time.Second}}
+	opts := Options{Alloc: Alloc{1, 4, 1, 1}, Processes: fleet.Processes{Liveness: time.Second}}
 	r := newRig(t, spec, opts, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: 2 * time.Minute})
 	sp := varianttest.NewSpy(t, r.srv.Conn, r.subjects, 1, spec.Stages())
 	const victim = "p4-S2-w3"
@@ -539,17 +540,17 @@ func TestCrashingWorker(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		alloc  Alloc
-		policy worker.ExitPolicy
+		policy fleet.ExitPolicy
 		says   string
 	}{
-		{"policy=fail", Alloc{1, 2, 1, 1}, worker.Fail, ""},
+		{"policy=fail", Alloc{1, 2, 1, 1}, fleet.Fail, ""},
 		{"last-of-stage", Alloc{1, 1, 1, 1}, "", "stage S2 has no worker left"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			benchkit.CheckLeaks(t)
 			spec := testSpec()
 			const crasher = "p4-S2-w1"
-			opts := Options{Alloc: tc.alloc, Processes: worker.Processes{OnWorkerExit: tc.policy, Env: func(id worker.WorkerID) []string {
+			opts := Options{Alloc: tc.alloc, Processes: fleet.Processes{OnWorkerExit: tc.policy, Env: func(id fleet.WorkerID) []string {
 				if id.Name == crasher {
 					return []string{worker.EnvCrash + "=20:3"}
 				}
@@ -586,16 +587,16 @@ func TestCrashingWorker(t *testing.T) {
 func TestWorkerFailingAtStartup(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
-	launcher, err := worker.Self()
+	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	_, err = Start(context.Background(), Options{
 		Alloc: Alloc{1, 2, 1, 1},
-		Processes: worker.Processes{
+		Processes: fleet.Processes{
 			NATS: srv.Conn, Subjects: bus.NewSubjects(), Launcher: launcher,
-			Env: func(id worker.WorkerID) []string {
+			Env: func(id fleet.WorkerID) []string {
 				if id.Name == "p4-S2-w2" {
 					return []string{worker.EnvCrash + "=nonsense"}
 				}
@@ -673,7 +674,7 @@ func BenchmarkP4(b *testing.B) {
 					s := spec
 					s.Work = work
 					name := fmt.Sprintf("alloc=%s/mode=%s/work=%s/transport=%s", alloc, mode, work, tr.Name())
-					fleetbench.Run(b, srv.Conn, name, benchConfig(s, Options{Alloc: alloc, Processes: worker.Processes{Mode: mode, Concurrency: conc, Transport: tr}}))
+					fleetbench.Run(b, srv.Conn, name, benchConfig(s, Options{Alloc: alloc, Processes: fleet.Processes{Mode: mode, Concurrency: conc, Transport: tr}}))
 				}
 			}
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p0"
 	"github.com/natspipe/natspipe/pipelines/p1"
@@ -67,7 +68,7 @@ type Config struct {
 	// Processes are P3/P4's worker-process settings: launcher, timeouts,
 	// stderr, worker-exit policy. Its NATS, Subjects, Mode, Concurrency
 	// and Transport are taken from the fields above.
-	Processes worker.Processes
+	Processes fleet.Processes
 }
 
 // alloc is the allocation of a P4 configuration.
@@ -138,7 +139,7 @@ func (v Variant) Key(cfg Config) string {
 
 func littles(cfg Config, bound float64) int { return pipelines.DefaultWindow(cfg.Spec, bound) }
 
-func (c Config) processes() worker.Processes {
+func (c Config) processes() fleet.Processes {
 	p := c.Processes
 	p.NATS, p.Subjects, p.Mode, p.Concurrency, p.Transport = c.NATS, c.Subjects, c.Mode, c.Concurrency, c.Transport
 	return p

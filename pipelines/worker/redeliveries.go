@@ -2,16 +2,13 @@ package worker
 
 import (
 	"encoding/json"
-	"fmt"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 )
 
 // RedeliverySubject is where workers report the redeliveries they receive
-// (at-least-once transports), so the harness's Sink counts them by stage.
+// (at-least-once transports), so the harness's Sink counts them by stage (see
+// fleet.SubscribeRedeliveries).
 func RedeliverySubject(s bus.Subjects) string { return s.Prefix + ".redeliveries" }
 
 // Redelivery is a worker's report of one redelivery it received.
@@ -28,19 +25,4 @@ func (w *worker) Redelivered(stage string) {
 	if err := w.nc.Publish(RedeliverySubject(w.cfg.Subjects), b); err != nil {
 		w.logf("report a redelivery at %s: %v", stage, err)
 	}
-}
-
-// SubscribeRedeliveries counts in sink the redeliveries the workers of the
-// run under subjects report. Unsubscribe the subscription when done.
-func SubscribeRedeliveries(nc *nats.Conn, subjects bus.Subjects, sink pipelines.RedeliverySink) (*nats.Subscription, error) {
-	sub, err := bus.Subscribe(nc, RedeliverySubject(subjects), "", func(m *nats.Msg) {
-		var r Redelivery
-		if json.Unmarshal(m.Data, &r) == nil && r.Stage != "" {
-			sink.Redelivered(r.Stage)
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("redeliveries: %w", err)
-	}
-	return sub, nil
 }

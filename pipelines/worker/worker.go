@@ -28,10 +28,12 @@
 //
 // SIGTERM and SIGINT drain and exit the same way, without a reply.
 //
-// The harness side, which starts worker processes, waits for their
-// readiness, watches them and stops them, is Fleet. The process side is
-// Main, used both by the natspipe-worker command and by test binaries that
-// re-execute themselves as workers (Dispatch).
+// This package is the process side: Main, used both by the natspipe-worker
+// command and by test binaries that re-execute themselves as workers
+// (Dispatch), and the protocol's subjects and messages. The harness side,
+// which starts worker processes, waits for their readiness, watches them
+// and stops them, is package fleet (pipelines/fleet), which imports this
+// one and never the other way round.
 package worker
 
 import (
@@ -122,7 +124,7 @@ type Config struct {
 	// handled and published, with the count so far. For tests.
 	OnHandled func(handled uint64)
 	// Transport is the broker's transport; nil: core NATS. The harness
-	// (Fleet) sets the run up on it before the worker starts.
+	// (fleet.Fleet) sets the run up on it before the worker starts.
 	Transport transport.Transport
 }
 

@@ -1,4 +1,4 @@
-package worker
+package fleet
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // ExitPolicy is what a fleet does when one of its workers exits without
@@ -76,7 +77,7 @@ func (f *Fleet) stuckAfter(stage int) time.Duration {
 }
 
 // startLiveness starts the liveness checks: every timeout/4 a request on
-// LiveSubject, which every worker answers; a worker silent for the timeout
+// worker.LiveSubject, which every worker answers; a worker silent for the timeout
 // is reported unresponsive, one that holds messages and hands none on is
 // reported stuck, and either is reported back when it answers or hands a
 // message on again. Reports go to the sink, if it takes incidents.
@@ -92,7 +93,7 @@ func (f *Fleet) startLiveness() error {
 	}
 	inbox := f.nc.NewRespInbox()
 	sub, err := f.nc.Subscribe(inbox, func(m *nats.Msg) {
-		var l Liveness
+		var l worker.Liveness
 		if json.Unmarshal(m.Data, &l) == nil {
 			f.answered(l, time.Now())
 		}
@@ -127,7 +128,7 @@ func (f *Fleet) startLiveness() error {
 				f.mu.Unlock()
 				continue
 			}
-			_ = f.nc.PublishRequest(LiveSubject(f.cfg.Subjects), inbox, nil)
+			_ = f.nc.PublishRequest(worker.LiveSubject(f.cfg.Subjects), inbox, nil)
 			f.checkLiveness(time.Now(), timeout)
 		}
 	}()
@@ -135,7 +136,7 @@ func (f *Fleet) startLiveness() error {
 }
 
 // answered takes a worker's liveness answer.
-func (f *Fleet) answered(a Liveness, now time.Time) {
+func (f *Fleet) answered(a worker.Liveness, now time.Time) {
 	f.mu.Lock()
 	l, ok := f.live[a.Name]
 	if !ok {

@@ -1,4 +1,16 @@
-package worker
+// Package fleet is the harness's side of the distributed variants P3 and
+// P4: it launches the worker processes (package worker) that serve a
+// pipeline's stages, waits until every one is ready, supervises them while
+// a run goes on (unexpected exits, liveness checks, incidents), asks for
+// their counts and stops them, stage by stage.
+//
+// Beside Fleet it holds what the harness computes about a fleet: each
+// worker's share of its stage's messages (Shares, Imbalance), a fleet's
+// throughput bound (Capacity) and closed-loop window (Window), and the
+// subscription that counts the redeliveries workers report
+// (SubscribeRedeliveries). The wire protocol it speaks with its workers,
+// subjects and JSON messages, is package worker's.
+package fleet
 
 import (
 	"context"
@@ -21,13 +33,14 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // Fleet defaults.
 const (
-	// DefaultFleetReadyTimeout bounds starting a fleet: every worker
-	// process started, connected, subscribed and announced.
-	DefaultFleetReadyTimeout = 30 * time.Second
+	// DefaultReadyTimeout bounds starting a fleet: every worker process
+	// started, connected, subscribed and announced.
+	DefaultReadyTimeout = 30 * time.Second
 	// DefaultStopTimeout bounds each stage's stop: drain and reply.
 	DefaultStopTimeout = 15 * time.Second
 	// statsTimeout bounds a stats request's replies.
@@ -38,7 +51,7 @@ const (
 )
 
 // Launcher says how to start a worker process: an executable that runs
-// Main on the worker flags appended to Args.
+// worker.Main on the worker flags appended to Args.
 type Launcher struct {
 	Path string
 	Args []string // before the worker flags
@@ -46,14 +59,14 @@ type Launcher struct {
 }
 
 // Self returns a launcher that re-executes the running binary with
-// EnvChild=1: a test binary whose TestMain calls Dispatch, so tests and
-// benchmarks need no build step.
+// worker.EnvChild=1: a test binary whose TestMain calls worker.Dispatch, so
+// tests and benchmarks need no build step.
 func Self() (Launcher, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return Launcher{}, fmt.Errorf("worker launcher: find own executable: %w", err)
 	}
-	return Launcher{Path: exe, Env: []string{EnvChild + "=1"}}, nil
+	return Launcher{Path: exe, Env: []string{worker.EnvChild + "=1"}}, nil
 }
 
 // Command returns a launcher for a natspipe-worker binary at path.
@@ -72,8 +85,8 @@ func WorkerName(variant string, stage, j int) string {
 	return fmt.Sprintf("%s-%s-w%d", variant, pipelines.StageName(stage), j+1)
 }
 
-// FleetConfig configures a fleet of worker processes.
-type FleetConfig struct {
+// Config configures a fleet of worker processes.
+type Config struct {
 	Processes
 	Spec pipelines.Spec
 	// Alloc is the number of worker processes per stage; nil: one each.
@@ -92,8 +105,9 @@ type Processes struct {
 	NATS     natsconn.Config
 	Subjects bus.Subjects // the pipeline's subjects
 	// Mode is every worker's mode; "": sync.
-	Mode Mode
-	// Concurrency is an async worker's messages in work at once; 0: DefaultConcurrency.
+	Mode worker.Mode
+	// Concurrency is an async worker's messages in work at once; 0:
+	// worker.DefaultConcurrency.
 	Concurrency int
 	// Launcher starts worker processes (Self in tests).
 	Launcher Launcher
@@ -135,7 +149,7 @@ type Processes struct {
 // Processes.Liveness), and reports to the sink as incidents the workers
 // that stop answering or progressing, and when they come back.
 type Fleet struct {
-	cfg       FleetConfig
+	cfg       Config
 	faults    bus.Faulter
 	incidents pipelines.IncidentSink // nil when the sink takes none
 	stopLive  func()                 // stops the liveness checks
@@ -156,7 +170,7 @@ type Fleet struct {
 	live    map[string]*liveness // by worker name; nil without checks
 }
 
-func (cfg *FleetConfig) fill() error {
+func (cfg *Config) fill() error {
 	if err := cfg.Spec.Validate(); err != nil {
 		return err
 	}
@@ -173,7 +187,7 @@ func (cfg *FleetConfig) fill() error {
 		}
 	}
 	if cfg.Mode == "" {
-		cfg.Mode = Sync
+		cfg.Mode = worker.Sync
 	}
 	if cfg.OnWorkerExit == "" {
 		cfg.OnWorkerExit = Continue
@@ -181,7 +195,7 @@ func (cfg *FleetConfig) fill() error {
 	if _, err := ParseExitPolicy(string(cfg.OnWorkerExit)); err != nil {
 		return err
 	}
-	probe := Config{Spec: cfg.Spec, Subjects: cfg.Subjects, Mode: cfg.Mode, Concurrency: cfg.Concurrency, Name: "probe"}
+	probe := worker.Config{Spec: cfg.Spec, Subjects: cfg.Subjects, Mode: cfg.Mode, Concurrency: cfg.Concurrency, Name: "probe"}
 	if err := probe.Validate(); err != nil {
 		return err
 	}
@@ -192,7 +206,7 @@ func (cfg *FleetConfig) fill() error {
 		return errors.New("no worker launcher")
 	}
 	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = DefaultFleetReadyTimeout
+		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = DefaultStopTimeout
@@ -200,14 +214,14 @@ func (cfg *FleetConfig) fill() error {
 	return nil
 }
 
-// StartFleet starts cfg.Alloc[i] worker processes for each stage i and
+// Start starts cfg.Alloc[i] worker processes for each stage i and
 // returns once every one has announced readiness (its queue subscription is
 // registered with the server), so messages sent afterwards find every
 // worker. Worker faults go to sink.Fault, the messages workers refuse to
 // sink.Reject, incidents (deaths the run survives, unresponsive workers)
 // to sink.Incident if sink is a pipelines.IncidentSink; sink may be nil. On
 // error every process started has been killed.
-func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fleet, error) {
+func Start(ctx context.Context, cfg Config, sink pipelines.Sink) (*Fleet, error) {
 	var faults bus.Faulter
 	var incidents pipelines.IncidentSink
 	if sink != nil {
@@ -231,9 +245,9 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
 	}
 	f.nc = nc
-	ready := make(chan Stats, len(f.ids))
-	sub, err := nc.Subscribe(ReadySubject(cfg.Subjects), func(m *nats.Msg) {
-		var s Stats
+	ready := make(chan worker.Stats, len(f.ids))
+	sub, err := nc.Subscribe(worker.ReadySubject(cfg.Subjects), func(m *nats.Msg) {
+		var s worker.Stats
 		if json.Unmarshal(m.Data, &s) == nil {
 			select {
 			case ready <- s:
@@ -242,8 +256,8 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 		}
 	})
 	if err == nil && sink != nil {
-		_, err = bus.Subscribe(nc, RejectSubject(cfg.Subjects), "", func(m *nats.Msg) {
-			var r Reject
+		_, err = bus.Subscribe(nc, worker.RejectSubject(cfg.Subjects), "", func(m *nats.Msg) {
+			var r worker.Reject
 			if json.Unmarshal(m.Data, &r) == nil {
 				sink.Reject(r.Stage, fmt.Errorf("worker %s: %s", r.Worker, r.Error))
 			}
@@ -318,7 +332,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig, sink pipelines.Sink) (*Fle
 }
 
 // flags are the worker flags for id. The connection settings are not among
-// them: they go in the environment (see StartFleet).
+// them: they go in the environment (see Start).
 func (f *Fleet) flags(id WorkerID) []string {
 	c := f.cfg
 	args := []string{
@@ -332,7 +346,7 @@ func (f *Fleet) flags(id WorkerID) []string {
 		"-drain-timeout", c.StopTimeout.String(),
 		"-transport", transports.OrDefault(c.Transport).Name(),
 	}
-	if c.Mode == Async && c.Concurrency > 0 {
+	if c.Mode == worker.Async && c.Concurrency > 0 {
 		args = append(args, "-concurrency", strconv.Itoa(c.Concurrency))
 	}
 	var sd []string
@@ -352,7 +366,7 @@ func childEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == EnvChild || k == EnvCrash || k == procs.EnvLifeline {
+		if k == worker.EnvChild || k == worker.EnvCrash || k == procs.EnvLifeline {
 			continue
 		}
 		env = append(env, kv)
@@ -420,7 +434,7 @@ func (f *Fleet) Err() error {
 	return f.err
 }
 
-// Startup is how long the fleet took to start: from StartFleet's call until
+// Startup is how long the fleet took to start: from Start's call until
 // every worker was ready.
 func (f *Fleet) Startup() time.Duration { return f.startup }
 
@@ -465,8 +479,8 @@ func (f *Fleet) alive(stage int) map[string]bool {
 // request publishes a request on subject and collects the Stats replies of
 // the workers in want, until all have replied, have exited, or timeout.
 // It returns the replies and the names that gave none.
-func (f *Fleet) request(ctx context.Context, subject string, want map[string]bool, timeout time.Duration) (map[string]Stats, []string, error) {
-	got := map[string]Stats{}
+func (f *Fleet) request(ctx context.Context, subject string, want map[string]bool, timeout time.Duration) (map[string]worker.Stats, []string, error) {
+	got := map[string]worker.Stats{}
 	if len(want) == 0 {
 		return got, nil, nil
 	}
@@ -483,7 +497,7 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 		return nil, nil, fmt.Errorf("request on %s: %w", subject, err)
 	}
 	take := func(m *nats.Msg) error {
-		var s Stats
+		var s worker.Stats
 		if err := json.Unmarshal(m.Data, &s); err != nil {
 			return fmt.Errorf("reply on %s: %w", subject, err)
 		}
@@ -566,8 +580,8 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 
 // Stats asks every live worker for its Stats, in worker order. A worker
 // that does not answer within a few seconds is an error.
-func (f *Fleet) Stats(ctx context.Context) ([]Stats, error) {
-	got, none, err := f.request(ctx, StatsSubject(f.cfg.Subjects), f.alive(-1), statsTimeout)
+func (f *Fleet) Stats(ctx context.Context) ([]worker.Stats, error) {
+	got, none, err := f.request(ctx, worker.StatsSubject(f.cfg.Subjects), f.alive(-1), statsTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("fleet %s: stats: %w", f.cfg.Variant, err)
 	}
@@ -578,8 +592,8 @@ func (f *Fleet) Stats(ctx context.Context) ([]Stats, error) {
 	return out, nil
 }
 
-func (f *Fleet) ordered(got map[string]Stats) []Stats {
-	var out []Stats
+func (f *Fleet) ordered(got map[string]worker.Stats) []worker.Stats {
+	var out []worker.Stats
 	for _, id := range f.ids {
 		if s, ok := got[id.Name]; ok {
 			out = append(out, s)
@@ -598,7 +612,7 @@ var errConnectionLost = errors.New("the fleet's connection to NATS is lost")
 // exit and collects their final Stats. Then it waits for every process to
 // exit, kills what remains, and returns the final Stats in worker order.
 // Any worker that did not reply or did not exit cleanly is an error.
-func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
+func (f *Fleet) Stop(ctx context.Context) ([]worker.Stats, error) {
 	f.mu.Lock()
 	if f.stopped {
 		f.mu.Unlock()
@@ -608,7 +622,7 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 	f.mu.Unlock()
 	f.haltLiveness()
 	var errs []error
-	all := map[string]Stats{}
+	all := map[string]worker.Stats{}
 	for i := range f.cfg.Spec.Stages() {
 		if !f.nc.IsConnected() {
 			return f.killAll(all, fmt.Errorf("stop %s: %w", pipelines.StageName(i), errConnectionLost))
@@ -617,7 +631,7 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 		for name := range want {
 			f.procs[name].Expect()
 		}
-		got, none, err := f.request(ctx, StopSubject(f.cfg.Subjects, i), want, f.cfg.StopTimeout)
+		got, none, err := f.request(ctx, worker.StopSubject(f.cfg.Subjects, i), want, f.cfg.StopTimeout)
 		if errors.Is(err, errConnectionLost) {
 			for k, v := range got {
 				all[k] = v
@@ -663,7 +677,7 @@ func (f *Fleet) Stop(ctx context.Context) ([]Stats, error) {
 // killAll ends a stop that cannot go on (cause): every worker process is
 // killed and reaped, and the final Stats of those that replied are returned
 // with the error.
-func (f *Fleet) killAll(replied map[string]Stats, cause error) ([]Stats, error) {
+func (f *Fleet) killAll(replied map[string]worker.Stats, cause error) ([]worker.Stats, error) {
 	for _, id := range f.ids {
 		f.procs[id.Name].Expect()
 	}
@@ -718,7 +732,7 @@ func (f *Fleet) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open transport %s: %w", tr.Name(), err)
 	}
-	per := Config{Mode: c.Mode, Concurrency: c.Concurrency}.Concurrent()
+	per := worker.Config{Mode: c.Mode, Concurrency: c.Concurrency}.Concurrent()
 	run := transport.Run{Subjects: c.Subjects, Stages: c.Spec.Stages(), Concurrency: make([]int, c.Spec.Stages())}
 	for i, w := range c.Alloc {
 		run.Concurrency[i] = w * per
@@ -763,7 +777,7 @@ func (f *Fleet) Leftovers() []string { return f.group.Leftovers() }
 
 // Handled returns, per worker name, the messages handled between two Stats
 // snapshots (after minus before).
-func Handled(before, after []Stats) map[string]uint64 {
+func Handled(before, after []worker.Stats) map[string]uint64 {
 	b := map[string]uint64{}
 	for _, s := range before {
 		b[s.Name] = s.Handled
