@@ -192,7 +192,9 @@ const overheadHops = 5
 // chain whose every hop is a process of its own (impl=raw-procs), since a
 // hop into an idle process pays that process's wake-up. It runs over
 // transports.Compared's transports (every transport by default: the price
-// of durability per hop is its result): BenchmarkOverhead/impl=p4/transport=js.
+// of durability per hop is its result): BenchmarkOverhead/impl=p4/transport=js;
+// by default the other transports only for P1 and P4, every variant with
+// NATSPIPE_SWEEP=full or NATSPIPE_TRANSPORT set.
 func BenchmarkOverhead(b *testing.B) {
 	srv := natstest.Start(b)
 	spec := benchkit.Spec(b, pipelines.DefaultSpec())
@@ -234,7 +236,14 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(1, "x-raw")
 		})
 	}
+	// Unless NATSPIPE_TRANSPORT or NATSPIPE_SWEEP=full asks for more, the
+	// transports other than the default are compared on P1 (one process)
+	// and P4 (worker processes) only.
+	all := benchkit.Full(b) || os.Getenv(transports.EnvTransport) != ""
 	for _, v := range variantsOver(b, comparedTransports(b), true) {
+		if !all && v.impl != "p1" && v.impl != "p4" && transports.OrDefault(v.cfg.Transport).Name() != transports.Default {
+			continue
+		}
 		ref := raw
 		if v.impl == "p3" || v.impl == "p4" {
 			ref = rawProcs

@@ -62,7 +62,7 @@ func Main(m *testing.M) int {
 // benchmarks: NATSPIPE_CLOCK, NATSPIPE_DURATIONS, NATSPIPE_WORK,
 // NATSPIPE_PAYLOAD, NATSPIPE_SLOWDOWN (against the default spec when
 // NATSPIPE_DURATIONS is unset), NATSPIPE_WINDOW, NATSPIPE_INFLIGHT,
-// NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT and NATSPIPE_TRANSPORT, each against its bounds
+// NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT, NATSPIPE_TRANSPORT and NATSPIPE_SWEEP, each against its bounds
 // (see pipelines.MaxWindow and the others). The error names every bad
 // variable. getenv nil reads the process environment. NATSPIPE_ALLOC and
 // NATSPIPE_MODE are P4's and the worker's, checked where they are read.
@@ -83,6 +83,8 @@ func CheckEnv(getenv pipelines.Getenv) error {
 	_, err = pipelines.DurationFromEnv(getenv, pipelines.EnvTimeout, 0)
 	add(err)
 	_, err = transports.FromEnv(getenv)
+	add(err)
+	_, err = FullSweep(getenv)
 	add(err)
 	return errors.Join(errs...)
 }
@@ -227,6 +229,39 @@ func Cleanup(tb testing.TB, what string, c Closer) {
 			tb.Errorf("close %s: %v", what, err)
 		}
 	})
+}
+
+// EnvSweep = "full" makes the benchmarks sweep their expensive axes in
+// full (P4's cpu work at every allocation, BenchmarkOverhead's every
+// variant over every transport, P2's every cpu in-flight limit). Unset,
+// they run what tells the study's story, so that go test -bench=. ./...
+// stays under 3 minutes on a 2-core machine.
+const EnvSweep = "NATSPIPE_SWEEP"
+
+// FullSweep reports whether EnvSweep asks for the full sweep. Any value
+// but "" and "full" is an error (see CheckEnv).
+func FullSweep(getenv pipelines.Getenv) (bool, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch v := getenv(EnvSweep); v {
+	case "":
+		return false, nil
+	case "full":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s=%q: want \"full\" or unset", EnvSweep, v)
+	}
+}
+
+// Full is FullSweep for a benchmark: a bad value fails tb.
+func Full(tb testing.TB) bool {
+	tb.Helper()
+	full, err := FullSweep(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return full
 }
 
 // EnvQueueing switches on the tests that hold measurements against theory

@@ -91,7 +91,9 @@ func TestP1ServerGone(t *testing.T) {
 	spec := testSpec()
 	cfg := config(spec)
 	cfg.Timeout = 20 * time.Second
-	fx := varianttest.Start(t, srv.Conn, start, cfg)
+	// A short reconnect bound: the server is not coming back.
+	tr := core.Transport{Reconnect: time.Second}
+	fx := varianttest.StartOn(t, srv.Conn, tr, startOn(tr), cfg)
 	time.AfterFunc(50*time.Millisecond, srv.Shutdown)
 	begin := time.Now()
 	_, err := fx.Runner.Run(context.Background(), fx.Endpoint, 1000)
@@ -104,8 +106,8 @@ func TestP1ServerGone(t *testing.T) {
 	// A disconnect is a fault once the connection is not back within the
 	// transport's bound (a restart is survived: see p4's
 	// TestCoreServerRestart).
-	if took := time.Since(begin); took > core.DefaultReconnect+5*time.Second {
-		t.Errorf("run took %v to notice its server was gone (bound %v)", took, core.DefaultReconnect)
+	if took := time.Since(begin); took > tr.Reconnect+5*time.Second {
+		t.Errorf("run took %v to notice its server was gone (bound %v)", took, tr.Reconnect)
 	}
 }
 

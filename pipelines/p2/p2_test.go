@@ -106,12 +106,18 @@ func TestP2BeatsP1(t *testing.T) {
 	}
 }
 
+// BenchmarkP2 sweeps the in-flight limit: sleep work 1, 8 and 64 (the
+// throughput grows with it), cpu work 1, 2 and 8 (it stops at the core
+// count; NATSPIPE_SWEEP=full adds 4). NATSPIPE_INFLIGHT replaces the sweep.
 func BenchmarkP2(b *testing.B) {
 	srv := natstest.Start(b)
 	base := benchkit.Spec(b, pipelines.DefaultSpec())
 	sweep := map[pipelines.WorkModel][]int{
 		pipelines.Sleep: {1, 8, 64},
-		pipelines.CPU:   {1, 2, 4, 8},
+		pipelines.CPU:   {1, 2, 8},
+	}
+	if benchkit.Full(b) {
+		sweep[pipelines.CPU] = []int{1, 2, 4, 8}
 	}
 	if n := benchkit.Int(b, pipelines.EnvInflight, 0); n > 0 {
 		sweep = map[pipelines.WorkModel][]int{pipelines.Sleep: {n}, pipelines.CPU: {n}}

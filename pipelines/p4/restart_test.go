@@ -19,7 +19,7 @@ func TestCoreServerRestart(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	spec := testSpec()
 	const n = 300
-	const lossTimeout = 3 * time.Second
+	const lossTimeout = time.Second
 	r := newRig(t, spec, Options{Alloc: Alloc{1, 2, 1, 1}}, pipelines.RunConfig{LossTimeout: lossTimeout, Timeout: 2 * time.Minute})
 	if r.srv.External {
 		t.Skip("restarts the embedded server")
