@@ -173,10 +173,10 @@ func BenchmarkSuite(b *testing.B) {
 
 // overheadRawN is how many round trips the raw chain makes just before and
 // just after each variant's run of b.N messages, outside the timed section:
-// as many as the variant's, within [200, 1000]. testing.B calls a
+// as many as the variant's, within [200, 400]. testing.B calls a
 // sub-benchmark several times while it sizes b.N; a hop of the process
 // chain costs about 0.2 ms, so a fixed 2000 cost 4 s a call.
-func overheadRawN(n int) int { return min(max(n, 200), 1000) }
+func overheadRawN(n int) int { return min(max(n, 200), 400) }
 
 // overheadHops is the number of NATS hops a message makes in a 4-stage
 // pipeline: source to S1, S1 to S2, S2 to S3, S3 to S4, S4 to the sink.

@@ -324,8 +324,17 @@ func (c Config) Options() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// ReconnectWait is how long a connection that lost its server waits
+// between attempts to reconnect (plus up to ReconnectJitter): a server
+// restart costs a run about that long. nats.go's default is 2 s.
+const (
+	ReconnectWait   = 500 * time.Millisecond
+	ReconnectJitter = 250 * time.Millisecond
+)
+
 // Connect connects to c's server as name, bounded by ConnectTimeout, with
-// no retry, and with opts added after c's own. Its error describes c
+// no retry (a lost connection is retried every ReconnectWait), and with
+// opts added after c's own. Its error describes c
 // (String: secrets masked) and has every secret of c scrubbed, whatever
 // nats.go put in it.
 func (c Config) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
@@ -337,6 +346,8 @@ func (c Config) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 		nats.Name(name),
 		nats.Timeout(ConnectTimeout),
 		nats.RetryOnFailedConnect(false),
+		nats.ReconnectWait(ReconnectWait),
+		nats.ReconnectJitter(ReconnectJitter, ReconnectJitter),
 	}, own...)
 	nc, err := nats.Connect(c.ServerURL(), append(all, opts...)...)
 	if err != nil {

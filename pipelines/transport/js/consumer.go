@@ -79,18 +79,19 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 	// The consumer's AckWait is the set-up's, which may differ from this
 	// process's options.
 	k := &consumer{
-		c:         c,
-		name:      name,
-		forwardTo: forwardTo,
-		next:      jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + name,
-		inbox:     c.nc.NewInbox(),
-		h:         h,
-		limit:     opts.Limit,
-		ackWait:   c.opts.AckWait,
-		expiry:    c.opts.PullExpiry,
-		ctx:       kctx,
-		cancel:    kcancel,
-		unsettled: make(map[*settler]time.Time),
+		c:          c,
+		name:       name,
+		forwardTo:  forwardTo,
+		reconnects: c.nc.Stats().Reconnects,
+		next:       jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + stream + "." + name,
+		inbox:      c.nc.NewInbox(),
+		h:          h,
+		limit:      opts.Limit,
+		ackWait:    c.opts.AckWait,
+		expiry:     c.opts.PullExpiry,
+		ctx:        kctx,
+		cancel:     kcancel,
+		unsettled:  make(map[*settler]time.Time),
 	}
 	if info := cons.CachedInfo(); info != nil {
 		if info.Config.AckWait > 0 {
@@ -173,6 +174,7 @@ type consumer struct {
 
 	mu         sync.Mutex
 	seq        uint64                 // pull requests sent
+	reconnects uint64                 // the connection's reconnects when last tended
 	requests   []*pullRequest         // open, oldest first
 	requested  int                    // sum of requests' left
 	askedAhead int                    // sum of lookahead requests' left
@@ -357,7 +359,8 @@ func (k *consumer) status(m *nats.Msg, code string) {
 }
 
 // tend, until the consumer stops: forgets pull requests the server should
-// have ended long ago (it lost them in a restart) and pulls again; and
+// have ended long ago, or all of them after a reconnect (the server lost
+// them in a restart), and pulls again; and
 // tells the server that deliveries held longer than a third of AckWait
 // are still being worked on (InProgress), so AckWait bounds how long a
 // dead member's messages wait, not how long a stage may work.
@@ -372,7 +375,17 @@ func (k *consumer) tend() {
 			return
 		case now := <-t.C:
 			var old []*settler
+			// After a reconnect the server may have lost every open
+			// request (a restart): forget them all and pull again. If it
+			// kept them, their answers find no slot and are given back.
+			reconnects := k.c.nc.Stats().Reconnects
 			k.mu.Lock()
+			if reconnects != k.reconnects {
+				k.reconnects = reconnects
+				for len(k.requests) > 0 {
+					k.dropLocked(0, k.requests[0].left)
+				}
+			}
 			for len(k.requests) > 0 && now.After(k.requests[0].deadline) {
 				k.dropLocked(0, k.requests[0].left)
 			}
