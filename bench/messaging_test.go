@@ -15,7 +15,7 @@ const messagingWindow = 256
 
 // messagingRawN is how many messages the raw chain passes beside each
 // variant, outside the timed section.
-const messagingRawN = 20000
+const messagingRawN = 5000
 
 // BenchmarkMessaging measures pure messaging through the one stage router:
 // P1 and P2 over transports.FromEnv's transports (core by default:

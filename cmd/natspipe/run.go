@@ -55,6 +55,8 @@ type runOptions struct {
 	// liveness is how long a P3/P4 worker may stay silent, or hold
 	// messages without progress, before it is named unresponsive (stuck).
 	liveness time.Duration
+	// lossTimeout is RunConfig.LossTimeout; 0: derived.
+	lossTimeout time.Duration
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
@@ -88,6 +90,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
+	fs.DurationVar(&o.lossTimeout, "loss-timeout", 0, "a message not back this long after its send is declared lost (0: derived, at least 5s)")
 	fs.DurationVar(&o.liveness, "liveness", fleet.DefaultLiveness, "p3/p4: a worker silent, or holding messages without progress, this long is named unresponsive (or stuck); 100ms to 1h")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
@@ -209,7 +212,7 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 	}
 	cfg := pipelines.RunConfig{Spec: spec, Variant: o.variant, Bound: p.bound, Window: o.window,
 		Arrivals: pipelines.Arrivals(o.arrivals), Seed: o.seed, Timeout: o.timeout, Rate: o.rate,
-		AtLeastOnce: transports.OrDefault(p.cfg.Transport).AtLeastOnce()}
+		LossTimeout: o.lossTimeout, AtLeastOnce: transports.OrDefault(p.cfg.Transport).AtLeastOnce()}
 	if cfg.Window == 0 {
 		cfg.Window = p.window
 	}

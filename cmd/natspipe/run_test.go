@@ -131,7 +131,7 @@ func TestRunWorkerKilled(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- runRun([]string{"-variant", "p4", "-alloc", "1-4-1-1", "-durations", "2ms,8ms,2ms,2ms",
-			"-n", strconv.Itoa(n), "-trace", dir, "-trace-name", "kill"}, &stdout, &stderr)
+			"-n", strconv.Itoa(n), "-trace", dir, "-trace-name", "kill", "-loss-timeout", "1s"}, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(time.Minute)
 	const victim = "p4-S2-w2"

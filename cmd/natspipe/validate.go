@@ -147,6 +147,9 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 	if o.liveness < minLiveness || o.liveness > maxLiveness {
 		return usagef("-liveness %v: want %v to %v", o.liveness, minLiveness, maxLiveness)
 	}
+	if o.lossTimeout < 0 || o.lossTimeout > pipelines.MaxRun {
+		return usagef("-loss-timeout %v: want 0 (derived) or a positive duration up to %v", o.lossTimeout, pipelines.MaxRun)
+	}
 	if o.timeout < 0 || o.timeout > pipelines.MaxRun {
 		return usagef("-timeout %v: want 0 (derived from the bound) or a positive duration up to %v", o.timeout, pipelines.MaxRun)
 	}

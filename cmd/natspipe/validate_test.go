@@ -72,6 +72,7 @@ func TestRunBadInput(t *testing.T) {
 		{"load unbounded", []string{"-variant", "p0", "-durations", "0", "-load", "0.5"}, nil, `-load 0.5: the bound of -variant p0 with -durations "0" is unlimited; give -rate instead`},
 		{"run too long", []string{"-variant", "p0", "-durations", "1h", "-n", "1000"}, nil, "-n 1000 at the bound of 0.000278 msgs/s takes 1000.0h: want at most 168h0m0s"},
 		{"rate too slow", []string{"-variant", "p0", "-rate", "0.0001", "-n", "1000"}, nil, "-n 1000 at 0.0001 msgs/s takes 2777.8h: want at most 168h0m0s"},
+		{"loss timeout negative", []string{"-loss-timeout", "-1s"}, nil, "-loss-timeout -1s: want 0 (derived) or a positive duration up to 168h0m0s"},
 		{"positional", []string{"extra"}, nil, `unexpected arguments ["extra"]`},
 		{"bad flag", []string{"-bogus"}, nil, "flag provided but not defined: -bogus"},
 		{"url scheme", []string{"-url", "http://localhost:4222"}, nil, `-url (NATS_URL): url "http://localhost:4222": scheme "http": want nats, tls, ws or wss`},
