@@ -97,8 +97,14 @@ type Router struct {
 	stopOnce  sync.Once
 
 	// The executors start as they are needed, up to Options.Executors:
-	// another starts when a message is queued and none is idle.
+	// another starts when a message is queued, none is idle and every
+	// started executor is in stage work (one that is publishing takes the
+	// message in a moment: starting more would only pile them onto the
+	// connection's lock when stage work is short).
 	idle     atomic.Int64 // executors waiting for a message
+	running  atomic.Int64 // executors started
+	working  atomic.Int64 // executors in stage work (Step.Process)
+	full     atomic.Bool  // every executor has started, or the router is stopping
 	growMu   sync.Mutex
 	started  int  // executors started; under growMu
 	stopping bool // no more executors start; under growMu
@@ -146,17 +152,33 @@ func Start(ctx context.Context, opts Options) (*Router, error) {
 
 // grow starts another executor unless Executors have started or the
 // router is stopping. At most Executors run, so at most that many messages
-// are in stage work at once; starting them as they are needed keeps idle
-// ones from piling onto the connection's lock when the work is short.
+// are in stage work at once; starting them as they are needed (see
+// needMore) keeps them from piling onto the connection's lock when the
+// work is short.
 func (r *Router) grow() {
+	if r.full.Load() {
+		return // the handlers' fast path: no lock once all have started
+	}
 	r.growMu.Lock()
 	defer r.growMu.Unlock()
 	if r.stopping || r.started >= r.opts.Executors {
+		r.full.Store(true)
 		return
 	}
 	r.started++
+	r.running.Add(1)
+	if r.started >= r.opts.Executors {
+		r.full.Store(true)
+	}
 	r.executors.Add(1)
 	go r.execute()
+}
+
+// needMore reports whether a queued message needs another executor: none
+// is idle and every started one is in stage work, counting starting
+// executors about to begin it.
+func (r *Router) needMore(starting int64) bool {
+	return !r.full.Load() && r.idle.Load() == 0 && r.working.Load()+starting >= r.running.Load()
 }
 
 // halt stops executors from starting, before the router waits for them.
@@ -173,7 +195,7 @@ func (r *Router) receiver(slot int) transport.Handler {
 		return func(d transport.Delivery) {
 			select {
 			case r.queue <- task{slot: slot, d: d, arrived: time.Now()}:
-				if r.idle.Load() == 0 {
+				if r.needMore(0) {
 					r.grow()
 				}
 			case <-r.ctx.Done():
@@ -185,7 +207,7 @@ func (r *Router) receiver(slot int) transport.Handler {
 	return func(d transport.Delivery) {
 		select {
 		case r.queue <- task{slot: slot, d: d, arrived: time.Now()}:
-			if r.idle.Load() == 0 {
+			if r.needMore(0) {
 				r.grow()
 			}
 		default:
@@ -218,7 +240,7 @@ func (r *Router) execute() {
 		// Messages left queued with no executor idle to take them: start
 		// another, if the limit allows. (A sender that saw this executor
 		// idle left the start to it.)
-		if r.idle.Add(-1) == 0 && len(r.queue) > 0 {
+		if r.idle.Add(-1) == 0 && len(r.queue) > 0 && r.needMore(1) {
 			r.grow()
 		}
 		r.inWork.Add(1)
@@ -233,7 +255,9 @@ func (r *Router) route(t task, env *pipelines.Envelope, out []byte) []byte {
 	ctx := r.ctx
 	step := r.opts.Steps[t.slot]
 	var err error
+	r.working.Add(1)
 	out, err = step.Process(ctx, t.d.Data, t.arrived, env, out)
+	r.working.Add(-1)
 	if err != nil {
 		if ctx.Err() != nil {
 			r.settle(t.d.Release(), t.d) // stopping: the work was cancelled

@@ -200,7 +200,8 @@ func TestRouterSettlesEveryDeliveryOnce(t *testing.T) {
 }
 
 // TestRouterUsesEveryExecutor: executors start as they are needed, and a
-// message never waits while fewer than Executors are in stage work.
+// message never waits for stage work while fewer than Executors are in
+// stage work.
 func TestRouterUsesEveryExecutor(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
