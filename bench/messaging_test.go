@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
-	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 )
 
@@ -26,15 +25,7 @@ const messagingRawN = 5000
 // (messages over the whole run's wall time, for every impl alike) and
 // of-raw, the variant's msgs/s over the raw chain's.
 func BenchmarkMessaging(b *testing.B) {
-	srv := natstest.Start(b)
-	spec := benchkit.Spec(b, pipelines.DefaultSpec())
-	spec.Durations = make([]time.Duration, 4)
-	spec.Slowdown = nil
-	raw, err := NewRawChain(srv.Conn, overheadHops)
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchkit.Cleanup(b, "raw chain", raw)
+	srv, spec, raw := messagingRig(b)
 	payload := make([]byte, spec.PayloadSize)
 	rawRate := func(tb testing.TB, n int) float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -171,6 +171,23 @@ func BenchmarkSuite(b *testing.B) {
 	}
 }
 
+// messagingRig is what the messaging benchmarks share: a server, the
+// pipeline's spec with zero-duration stages, and a raw nats.go chain of
+// as many hops on that server, closed at b's end.
+func messagingRig(b *testing.B) (*natstest.Server, pipelines.Spec, *RawChain) {
+	b.Helper()
+	srv := natstest.Start(b)
+	spec := benchkit.Spec(b, pipelines.DefaultSpec())
+	spec.Durations = make([]time.Duration, overheadHops-1)
+	spec.Slowdown = nil
+	raw, err := NewRawChain(srv.Conn, overheadHops)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchkit.Cleanup(b, "raw chain", raw)
+	return srv, spec, raw
+}
+
 // overheadRawN is how many round trips the raw chain makes just before and
 // just after each variant's run of b.N messages, outside the timed section:
 // as many as the variant's, within [200, 400]. testing.B calls a
@@ -196,19 +213,11 @@ const overheadHops = 5
 // by default the other transports only for P1 and P4, every variant with
 // NATSPIPE_SWEEP=full or NATSPIPE_TRANSPORT set.
 func BenchmarkOverhead(b *testing.B) {
-	srv := natstest.Start(b)
-	spec := benchkit.Spec(b, pipelines.DefaultSpec())
-	spec.Durations = make([]time.Duration, 4)
-	spec.Slowdown = nil
+	srv, spec, raw := messagingRig(b)
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw, err := NewRawChain(srv.Conn, overheadHops)
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchkit.Cleanup(b, "raw chain", raw)
 	rawProcs, err := NewRawProcChain(srv.Conn, overheadHops, procstest.NewGroup(b, nil), exe, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)

@@ -56,7 +56,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 	if opts.Alloc == nil {
 		opts.Alloc = DefaultAlloc()
 	}
-	rc.Spec, rc.Variant = spec, "p4"
+	rc.Spec, rc.Variant, rc.AtLeastOnce = spec, "p4", transports.OrDefault(opts.Transport).AtLeastOnce()
 	if rc.Bound == 0 {
 		rc.Bound = Bound(spec, opts.Alloc, opts.Mode, opts.Concurrency)
 	}

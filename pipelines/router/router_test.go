@@ -131,18 +131,26 @@ func (r *report) Fault(err error) {
 	r.mu.Unlock()
 }
 
-func TestRouterSettlesEveryDeliveryOnce(t *testing.T) {
-	benchkit.CheckLeaks(t)
+// coreConn is a connection to a test server and a core transport Conn on
+// it, both closed at t's end.
+func coreConn(t *testing.T) (*nats.Conn, transport.Conn) {
+	t.Helper()
 	srv := natstest.Start(t)
 	nc, err := bus.Connect(srv.Conn, "router-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	c, err := core.Transport{}.Open(context.Background(), transport.Env{NC: nc, Name: "router-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return nc, c
+}
+
+func TestRouterSettlesEveryDeliveryOnce(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	nc, c := coreConn(t)
 	j := &journal{changed: make(chan struct{}, 1)}
 	tc := &conn{Conn: c, j: j}
 	spec := pipelines.Spec{Durations: []time.Duration{0, 0}, Work: pipelines.Sleep}
@@ -204,16 +212,7 @@ func TestRouterSettlesEveryDeliveryOnce(t *testing.T) {
 // stage work.
 func TestRouterUsesEveryExecutor(t *testing.T) {
 	benchkit.CheckLeaks(t)
-	srv := natstest.Start(t)
-	nc, err := bus.Connect(srv.Conn, "router-test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := core.Transport{}.Open(context.Background(), transport.Env{NC: nc, Name: "router-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, c := coreConn(t)
 	const executors, n = 4, 8
 	spec := pipelines.Spec{Durations: []time.Duration{50 * time.Millisecond}, Work: pipelines.Sleep}
 	run := transport.Run{Subjects: bus.NewSubjects(), Stages: 1}

@@ -132,6 +132,19 @@ func deliveries(n int) (transport.Handler, chan transport.Delivery) {
 	}, ch
 }
 
+// consume makes a member of stage's consumer whose deliveries (copied)
+// come on the channel it returns, buffered n; it stops at t's end.
+func (r *rig) consume(t *testing.T, stage int, opts transport.ConsumeOptions, n int) (transport.Consumer, chan transport.Delivery) {
+	t.Helper()
+	h, ch := deliveries(n)
+	c, err := r.conn.Consume(context.Background(), r.run, stage, opts, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	return c, ch
+}
+
 func next(t *testing.T, ch <-chan transport.Delivery, within time.Duration) transport.Delivery {
 	t.Helper()
 	select {
@@ -212,12 +225,7 @@ func TestPullOnlyFreeSlots(t *testing.T) {
 	for i := range 4 {
 		r.publish(t, 0, fmt.Sprint("id", i), envelope(t, fmt.Sprint("id", i), uint64(i)))
 	}
-	h, ch := deliveries(16)
-	c, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	c, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 16)
 	d := next(t, ch, 10*time.Second)
 	none(t, ch, 300*time.Millisecond)
 	if info := r.consumerInfo(t, 0); info.NumAckPending != 1 || info.NumPending != 3 {
@@ -249,12 +257,7 @@ func TestWorkEndedFreesSlot(t *testing.T) {
 	for i := range 3 {
 		r.publish(t, 0, fmt.Sprint("id", i), envelope(t, fmt.Sprint("id", i), uint64(i)))
 	}
-	h, ch := deliveries(16)
-	c, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 16)
 	first := next(t, ch, 10*time.Second)
 	none(t, ch, 200*time.Millisecond)
 	ender, ok := first.Settler.(interface{ WorkEnded() })
@@ -294,31 +297,16 @@ func TestLookahead(t *testing.T) {
 	for i := range 2 {
 		r.publish(t, 1, fmt.Sprint("b", i), envelope(t, fmt.Sprint("b", i), uint64(i)))
 	}
-	h, ch := deliveries(16)
-	sole, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sole.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 16)
 	held := []transport.Delivery{next(t, ch, 10*time.Second), next(t, ch, 10*time.Second)}
 	none(t, ch, 300*time.Millisecond)
 
 	// Stage 1 has two slots: with two messages waiting, its first member
 	// takes one for its slot and leaves the other for the second slot.
-	h2, ch2 := deliveries(16)
-	m2, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m2", Limit: 1, Shared: true}, h2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m2.Stop()
+	_, ch2 := r.consume(t, 1, transport.ConsumeOptions{Member: "m2", Limit: 1, Shared: true}, 16)
 	held = append(held, next(t, ch2, 10*time.Second))
 	none(t, ch2, 300*time.Millisecond)
-	h3, ch3 := deliveries(16)
-	m3, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m3", Limit: 1, Shared: true}, h3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m3.Stop()
+	_, ch3 := r.consume(t, 1, transport.ConsumeOptions{Member: "m3", Limit: 1, Shared: true}, 16)
 	held = append(held, next(t, ch3, 10*time.Second))
 	// Both slots busy: one more waiting is not taken by lookahead (it
 	// would leave nothing for a slot that frees), two are: one of them.
@@ -354,12 +342,7 @@ func TestStrict(t *testing.T) {
 	for i := range 3 {
 		r.publish(t, 0, fmt.Sprint("a", i), envelope(t, fmt.Sprint("a", i), uint64(i)))
 	}
-	h, ch := deliveries(16)
-	sole, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sole.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 16)
 	first := next(t, ch, 10*time.Second)
 	none(t, ch, 300*time.Millisecond)
 	if err := first.Ack(); err != nil {
@@ -378,12 +361,7 @@ func TestForwardInBackground(t *testing.T) {
 	r := newRig(t, js.Options{}, 1, 1)
 	want := envelope(t, "id0", 0)
 	r.publish(t, 0, "id0", want)
-	h, ch := deliveries(4)
-	c, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 4)
 	d := next(t, ch, 10*time.Second)
 	d.Settler.(interface{ WorkEnded() }).WorkEnded()
 	pub, err := r.conn.Publisher(r.run, 1)
@@ -409,12 +387,7 @@ func TestForwardInBackground(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	h2, ch2 := deliveries(4)
-	c2, err := r.conn.Consume(context.Background(), r.run, 1, transport.ConsumeOptions{Member: "m2", Limit: 1}, h2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Stop()
+	_, ch2 := r.consume(t, 1, transport.ConsumeOptions{Member: "m2", Limit: 1}, 4)
 	got := next(t, ch2, 10*time.Second)
 	if string(got.Data) != string(want) {
 		t.Errorf("forwarded %q, want %q", got.Data, want)
@@ -447,12 +420,7 @@ func TestDeduplicatesByKey(t *testing.T) {
 func TestRejectTerminates(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	r := newRig(t, js.Options{AckWait: 200 * time.Millisecond}, 1)
-	h, ch := deliveries(4)
-	c, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 1}, 4)
 	r.publish(t, 0, "", []byte("not an envelope"))
 	d := next(t, ch, 10*time.Second)
 	if err := d.Reject(fmt.Errorf("not an envelope")); err != nil {
@@ -523,12 +491,7 @@ func TestRedeliveryAfterAckWait(t *testing.T) {
 func TestLongWorkNotRedelivered(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	r := newRig(t, js.Options{AckWait: 300 * time.Millisecond}, 2)
-	h, ch := deliveries(4)
-	c, err := r.conn.Consume(context.Background(), r.run, 0, transport.ConsumeOptions{Member: "m1", Limit: 2}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	_, ch := r.consume(t, 0, transport.ConsumeOptions{Member: "m1", Limit: 2}, 4)
 	r.publish(t, 0, "x", envelope(t, "x", 1))
 	d := next(t, ch, 10*time.Second)
 	none(t, ch, 1500*time.Millisecond) // five AckWaits of "work"
