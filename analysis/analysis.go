@@ -74,9 +74,14 @@ type Report struct {
 
 // Run is the analysis of one trace.
 type Run struct {
-	Label      string    `json:"label"`
-	Source     string    `json:"source,omitempty"`
-	Variant    string    `json:"variant"`
+	Label   string `json:"label"`
+	Source  string `json:"source,omitempty"`
+	Variant string `json:"variant"`
+	// Transport is the broker transport the run went over ("core", "js",
+	// "amqp", "kafka"); empty for P0 and for traces that do not say.
+	// Broker names the stand-in that served it, if any ("kfake").
+	Transport  string    `json:"transport,omitempty"`
+	Broker     string    `json:"broker,omitempty"`
 	Work       string    `json:"work,omitempty"`
 	Durations  []float64 `json:"durations_ms"` // each stage's defined time
 	Floor      float64   `json:"floor_ms"`     // latency floor: the sum of the defined times
@@ -219,13 +224,45 @@ func Analyze(traces []*trace.Trace, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// label names runs by variant; where that is ambiguous, by variant and
-// allocation; then by what tells their file names apart; then by position.
+// TransportName is the run's transport as reports print it: "js", or
+// "kafka@kfake" when a stand-in served it; "-" when there is none.
+func (r *Run) TransportName() string {
+	switch {
+	case r.Transport == "":
+		return "-"
+	case r.Broker != "":
+		return r.Transport + "@" + r.Broker
+	}
+	return r.Transport
+}
+
+// Transports lists the distinct transports of rep's runs, in the order
+// they first appear ("-" for runs without one).
+func (rep *Report) Transports() []string {
+	var out []string
+	for _, r := range rep.Runs {
+		if !slices.Contains(out, r.TransportName()) {
+			out = append(out, r.TransportName())
+		}
+	}
+	return out
+}
+
+// label names runs by variant, with their transport when the runs went
+// over more than one; where that is ambiguous, with the allocation too;
+// then by what tells their file names apart; then by position.
 func label(runs []*Run) {
 	byFile := fileLabels(runs)
+	mixed := len((&Report{Runs: runs}).Transports()) > 1
+	variant := func(r *Run) string {
+		if mixed && r.Transport != "" {
+			return r.Variant + " " + r.TransportName()
+		}
+		return r.Variant
+	}
 	namers := []func(*Run) string{
-		func(r *Run) string { return r.Variant },
-		func(r *Run) string { return r.Variant + " " + r.AllocationString() },
+		variant,
+		func(r *Run) string { return variant(r) + " " + r.AllocationString() },
 		func(r *Run) string { return byFile[r] },
 	}
 	for _, name := range namers {
@@ -301,6 +338,8 @@ func AnalyzeTrace(t *trace.Trace, opts Options) (*Run, error) {
 		Label:      m.Variant,
 		Source:     t.Source,
 		Variant:    m.Variant,
+		Transport:  m.Transport,
+		Broker:     m.Broker,
 		Work:       m.Work,
 		Window:     m.Window,
 		Rate:       m.Rate,

@@ -52,8 +52,8 @@ func (rep *Report) Tables() []Table {
 	}
 	configs := Table{
 		Title:  "configurations",
-		Header: []string{"run", "variant", "stage times", "work", "source", "workers", "nats", "trace"},
-		Notes:  []string{"source: closed loop with its window, or open loop at its rate; workers: per stage, distinct workers seen (or given)"},
+		Header: []string{"run", "variant", "transport", "stage times", "work", "source", "workers", "nats", "trace"},
+		Notes:  []string{"transport: the broker transport (core NATS, JetStream, RabbitMQ, Kafka); name@stand-in when a fake served it (its timings are not the broker's)", "source: closed loop with its window, or open loop at its rate; workers: per stage, distinct workers seen (or given)"},
 	}
 	for _, r := range rep.Runs {
 		times := make([]string, len(r.Durations))
@@ -72,7 +72,7 @@ func (rep *Report) Tables() []Table {
 			file = filepath.Base(r.Source)
 		}
 		configs.Rows = append(configs.Rows, []string{
-			r.Label, dash(r.Variant), strings.Join(times, ","), dash(r.Work), source,
+			r.Label, dash(r.Variant), r.TransportName(), strings.Join(times, ","), dash(r.Work), source,
 			r.AllocationString(), dash(r.NATSServer), file,
 		})
 		runs.Rows = append(runs.Rows, []string{

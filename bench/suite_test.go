@@ -114,9 +114,8 @@ type fixture struct {
 // everything stops in tb's Cleanup.
 func setup(tb testing.TB, conn natsconn.Config, v variant, cfg pipelines.RunConfig) fixture {
 	tb.Helper()
-	cfg.Variant = v.impl
 	vc := v.cfg
-	cfg.AtLeastOnce = transports.OrDefault(vc.Transport).AtLeastOnce()
+	v.v.Describe(&cfg, vc)
 	vc.Spec = cfg.Spec
 	if cfg.Bound == 0 {
 		cfg.Bound = v.v.Bound(vc)

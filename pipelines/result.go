@@ -32,12 +32,14 @@ func (r *Record) Completed() bool { return r.Received != 0 }
 
 // Result is what one run measured.
 type Result struct {
-	Variant string
-	Spec    Spec
-	Window  int           // closed-loop window; 0 for open loop
-	Rate    float64       // open-loop rate in msgs/s; 0 for closed loop
-	Bound   float64       // theoretical throughput, msgs/s (+Inf if unknown)
-	Elapsed time.Duration // first send to last message accounted for
+	Variant   string
+	Transport string // see RunConfig.Transport
+	Broker    string // see RunConfig.Broker
+	Spec      Spec
+	Window    int           // closed-loop window; 0 for open loop
+	Rate      float64       // open-loop rate in msgs/s; 0 for closed loop
+	Bound     float64       // theoretical throughput, msgs/s (+Inf if unknown)
+	Elapsed   time.Duration // first send to last message accounted for
 
 	Records []Record // indexed by seq
 	// Account is the account of every message: N (messages to send),
@@ -65,11 +67,13 @@ func NewLatencyHistogram() *hdrhistogram.Histogram {
 
 func (r *Runner) result(st *runState, end time.Time) *Result {
 	res := &Result{
-		Variant: r.cfg.Variant,
-		Spec:    r.cfg.Spec,
-		Bound:   r.cfg.Bound,
-		Elapsed: end.Sub(st.start),
-		Records: st.records,
+		Variant:   r.cfg.Variant,
+		Transport: r.cfg.Transport,
+		Broker:    r.cfg.Broker,
+		Spec:      r.cfg.Spec,
+		Bound:     r.cfg.Bound,
+		Elapsed:   end.Sub(st.start),
+		Records:   st.records,
 		Account: Account{
 			N:             st.n,
 			Stages:        r.cfg.Spec.Stages(),
@@ -228,8 +232,22 @@ func (res *Result) Err() error {
 // rejected, worker incidents).
 func (res *Result) Summary() string {
 	return fmt.Sprintf("%s: %d/%d msgs in %v, %.1f msgs/s (bound %.1f, eff %.3f), p50 %v p99 %v, %s",
-		res.Variant, res.Completed, res.N, res.Elapsed.Round(time.Millisecond), res.Throughput, res.Bound,
+		res.Name(), res.Completed, res.N, res.Elapsed.Round(time.Millisecond), res.Throughput, res.Bound,
 		res.Efficiency(), res.LatencyAt(50), res.LatencyAt(99), res.account().Counts())
+}
+
+// Name names the run in summaries: the variant, and the transport it ran
+// over when there is one ("p4 over js"), with what served it when that was
+// not the real broker ("p4 over kafka (on kfake)").
+func (res *Result) Name() string {
+	name := res.Variant
+	if res.Transport != "" {
+		name += " over " + res.Transport
+	}
+	if res.Broker != "" {
+		name += " (on " + res.Broker + ")"
+	}
+	return name
 }
 
 // Report is the Summary followed by the account's Lines: one line per set

@@ -46,6 +46,14 @@ const (
 type RunConfig struct {
 	Spec    Spec
 	Variant string // e.g. "p2", recorded in results and traces
+	// Transport names the broker transport the run's messages went over
+	// ("core", "js", "amqp", "kafka"), recorded in results and traces; ""
+	// when there is none (P0).
+	Transport string
+	// Broker names what served the transport when it is not the broker its
+	// name says: "kfake" for franz-go's in-process Kafka fake, whose timings
+	// are not Kafka's. "" for the real broker.
+	Broker string
 	// Bound is the configuration's theoretical throughput in msgs/s, the
 	// denominator of efficiency. +Inf or 0 when unknown.
 	Bound float64

@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -131,6 +132,13 @@ func Charts(rep *analysis.Report, opts Options) ([]*Chart, error) {
 			return nil, err
 		}
 		out = append(out, ch)
+	}
+	if len(brokered(rep)) > 1 {
+		chs, err := Transports(rep)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, chs...)
 	}
 	used := map[string]bool{}
 	for i, r := range rep.Runs {
@@ -381,6 +389,87 @@ func Throughput(rep *analysis.Report) (*Chart, error) {
 	}
 	p.Y.Max = top * 1.15
 	return ch, nil
+}
+
+// brokered lists rep's transports, leaving out runs without one (P0).
+func brokered(rep *analysis.Report) []string {
+	var out []string
+	for _, t := range rep.Transports() {
+		if t != "-" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Transports compares transports: throughput efficiency and p99 latency by
+// variant (x) and transport (one series each, side by side), for reports
+// whose runs went over more than one transport. Runs without a transport
+// (P0) and, for efficiency, runs without a bound are left out.
+func Transports(rep *analysis.Report) ([]*Chart, error) {
+	trs := brokered(rep)
+	var variants []string
+	for _, r := range rep.Runs {
+		if r.Transport != "" && !slices.Contains(variants, r.Variant) {
+			variants = append(variants, r.Variant)
+		}
+	}
+	eff := newChart("transports-efficiency", "Throughput efficiency by transport",
+		"Measured steady-state throughput over the configuration's bound, by variant and transport; 1 is the bound. Where a variant ran more than once over a transport, each run is a point.")
+	eff.Plot.Y.Label.Text = "efficiency (measured / bound)"
+	eff.Plot.Y.Min = 0
+	p99 := newChart("transports-p99", "p99 latency by transport",
+		"End-to-end p99 latency by variant and transport (closed-loop latency includes each variant's window queue), with the latency floor (sum of stage times) per variant.")
+	p99.Plot.Y.Label.Text = "p99 latency (ms)"
+	p99.Plot.Y.Min = 0
+	width := 0.6 / float64(len(trs))
+	topEff, topP99 := 1.0, 0.0
+	for ti, tr := range trs {
+		var pe, pl plotter.XYs
+		for _, r := range rep.Runs {
+			if r.TransportName() != tr {
+				continue
+			}
+			x := float64(slices.Index(variants, r.Variant)) - 0.3 + width*(float64(ti)+0.5)
+			if r.Bound > 0 {
+				pe = append(pe, plotter.XY{X: x, Y: r.Efficiency})
+				topEff = max(topEff, r.Efficiency)
+			}
+			pl = append(pl, plotter.XY{X: x, Y: r.LatencyAt(0.99)})
+			topP99 = max(topP99, r.LatencyAt(0.99))
+		}
+		st := pointStyle{color: palette(ti), glyph: draw.CircleGlyph{}, radius: vg.Points(4)}
+		if len(pe) > 0 {
+			if err := eff.addPoints(tr, pe, false, st); err != nil {
+				return nil, fmt.Errorf("plots: efficiency of %s: %w", tr, err)
+			}
+		}
+		if err := p99.addPoints(tr, pl, false, st); err != nil {
+			return nil, fmt.Errorf("plots: p99 of %s: %w", tr, err)
+		}
+	}
+	var floors plotter.XYs
+	for i, v := range variants {
+		for _, r := range rep.Runs {
+			if r.Variant == v && r.Floor > 0 {
+				floors = append(floors, plotter.XY{X: float64(i), Y: r.Floor})
+				break
+			}
+		}
+	}
+	if len(floors) > 0 {
+		if err := p99.addPoints("floor", floors, false, pointStyle{color: grey(), glyph: draw.PlusGlyph{}, radius: vg.Points(5)}); err != nil {
+			return nil, fmt.Errorf("plots: latency floor: %w", err)
+		}
+	}
+	for _, ch := range []*Chart{eff, p99} {
+		nominalX(ch.Plot, variants)
+		ch.Plot.X.Min, ch.Plot.X.Max = -0.5, float64(len(variants))-0.5
+		ch.Plot.X.Label.Text = "variant"
+	}
+	eff.Plot.Y.Max = topEff * 1.1
+	p99.Plot.Y.Max = topP99 * 1.15
+	return []*Chart{eff, p99}, nil
 }
 
 // pointStyle is how addPoints draws a series.

@@ -287,3 +287,65 @@ func TestMixedVariants(t *testing.T) {
 	checkPNG(t, filepath.Join(dir, "throughput.png"), 576, 384, palette(0), palette(2))
 	checkSVG(t, filepath.Join(dir, "throughput.svg"))
 }
+
+// TestTransports checks the transport comparison: runs of one variant over
+// two transports are labelled by transport, and their efficiency and p99
+// get a chart each, with a series per transport; a report over one
+// transport has neither chart.
+func TestTransports(t *testing.T) {
+	ds := []time.Duration{time.Millisecond, 4 * time.Millisecond, time.Millisecond, time.Millisecond}
+	var trs []*trace.Trace
+	for _, tr := range []string{"core", "js"} {
+		for _, alloc := range [][]int{{1, 1, 1, 1}, {1, 4, 1, 1}} {
+			x := simulate(ds, alloc, 200, 16)
+			x.Meta.Transport = tr
+			trs = append(trs, x)
+		}
+	}
+	k := simulate(ds, []int{1, 1, 1, 1}, 200, 16)
+	k.Meta.Transport, k.Meta.Broker = "kafka", "kfake"
+	trs = append(trs, k)
+	rep, err := analysis.Analyze(trs, analysis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, r := range rep.Runs {
+		labels = append(labels, r.Label)
+	}
+	want := []string{"p4 core 1-1-1-1", "p4 core 1-4-1-1", "p4 js 1-1-1-1", "p4 js 1-4-1-1", "p4 kafka@kfake 1-1-1-1"}
+	if strings.Join(labels, "|") != strings.Join(want, "|") {
+		t.Errorf("labels %q, want %q", labels, want)
+	}
+	chs, err := Charts(rep, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	found := 0
+	for _, ch := range chs {
+		if ch.Name != "transports-efficiency" && ch.Name != "transports-p99" {
+			continue
+		}
+		found++
+		if ch.entries < 3 {
+			t.Errorf("%s: %d legend entries, want one per transport (3)", ch.Name, ch.entries)
+		}
+		if err := ch.Save(dir, 6*vg.Inch, 4*vg.Inch); err != nil {
+			t.Fatal(err)
+		}
+		checkPNG(t, filepath.Join(dir, ch.Name+".png"), 576, 384, palette(0), palette(1), palette(2))
+	}
+	if found != 2 {
+		t.Errorf("%d transport charts, want 2", found)
+	}
+	one, err := Charts(sweep(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range one {
+		if strings.HasPrefix(ch.Name, "transports") {
+			t.Errorf("one transport: chart %s, want none", ch.Name)
+		}
+	}
+}

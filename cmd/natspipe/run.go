@@ -212,7 +212,8 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 	}
 	cfg := pipelines.RunConfig{Spec: spec, Variant: o.variant, Bound: p.bound, Window: o.window,
 		Arrivals: pipelines.Arrivals(o.arrivals), Seed: o.seed, Timeout: o.timeout, Rate: o.rate,
-		LossTimeout: o.lossTimeout, AtLeastOnce: transports.OrDefault(p.cfg.Transport).AtLeastOnce()}
+		LossTimeout: o.lossTimeout}
+	p.variant.Describe(&cfg, p.cfg)
 	if cfg.Window == 0 {
 		cfg.Window = p.window
 	}

@@ -54,10 +54,9 @@ func newFixture(b *testing.B, conn natsconn.Config, cfg Config) (*fixture, error
 	if window == 0 {
 		window = cfg.Window
 	}
-	runner, err := pipelines.NewRunner(pipelines.RunConfig{
-		Spec: cfg.Spec, Variant: cfg.Variant, Bound: cfg.Bound, Window: window, Timeout: benchkit.Timeout(b),
-		AtLeastOnce: transports.OrDefault(cfg.Processes.Transport).AtLeastOnce(),
-	})
+	rc := pipelines.RunConfig{Spec: cfg.Spec, Variant: cfg.Variant, Bound: cfg.Bound, Window: window, Timeout: benchkit.Timeout(b)}
+	transports.Describe(&rc, cfg.Processes.Transport)
+	runner, err := pipelines.NewRunner(rc)
 	if err != nil {
 		return nil, err
 	}

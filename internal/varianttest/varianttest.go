@@ -15,6 +15,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transports"
 )
 
 // StartFunc starts a variant's pipeline on the server conn names, under subjects, reporting to
@@ -39,6 +40,12 @@ func Start(t testing.TB, conn natsconn.Config, start StartFunc, cfg pipelines.Ru
 // must start the pipeline over the same transport.
 func StartOn(t testing.TB, conn natsconn.Config, tr transport.Transport, start StartFunc, cfg pipelines.RunConfig) *Fixture {
 	t.Helper()
+	if cfg.Transport == "" && cfg.Variant != "p0" {
+		// A messaging variant: record its transport, as every result does.
+		atLeastOnce := cfg.AtLeastOnce
+		transports.Describe(&cfg, tr)
+		cfg.AtLeastOnce = cfg.AtLeastOnce || atLeastOnce
+	}
 	r, err := pipelines.NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)

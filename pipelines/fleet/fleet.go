@@ -286,7 +286,9 @@ func Start(ctx context.Context, cfg Config, sink pipelines.Sink) (*Fleet, error)
 		f.nc.Close()
 		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
 	}
-	base := childEnv(append(slices.Clip(cfg.Launcher.Env), cfg.NATS.Environ()...))
+	// The connection settings and what the transport's workers need (a
+	// broker's address) go in the environment, never the command line.
+	base := childEnv(append(append(slices.Clip(cfg.Launcher.Env), cfg.NATS.Environ()...), transports.Environ(cfg.Transport)...))
 	for _, id := range f.ids {
 		env := base
 		if cfg.Env != nil {

@@ -56,7 +56,8 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 	if opts.Alloc == nil {
 		opts.Alloc = DefaultAlloc()
 	}
-	rc.Spec, rc.Variant, rc.AtLeastOnce = spec, "p4", transports.OrDefault(opts.Transport).AtLeastOnce()
+	rc.Spec, rc.Variant = spec, "p4"
+	transports.Describe(&rc, opts.Transport)
 	if rc.Bound == 0 {
 		rc.Bound = Bound(spec, opts.Alloc, opts.Mode, opts.Concurrency)
 	}

@@ -65,9 +65,16 @@ type Trace struct {
 // Meta describes a run. Zero values mean unknown: a trace read from CSV
 // knows only the variant, the stage count and the stage durations.
 type Meta struct {
-	Format    string          `json:"format"`  // Format
-	Version   int             `json:"version"` // Version
-	Variant   string          `json:"variant"`
+	Format  string `json:"format"`  // Format
+	Version int    `json:"version"` // Version
+	Variant string `json:"variant"`
+	// Transport is the broker transport ("core", "js", "amqp", "kafka");
+	// empty for P0 and for traces from before transports were recorded
+	// (which ran over core NATS).
+	Transport string `json:"transport,omitempty"`
+	// Broker names what served the transport when it was not the real
+	// broker ("kfake"): see pipelines.RunConfig.Broker.
+	Broker    string          `json:"broker,omitempty"`
 	Stages    int             `json:"stages"`
 	Durations []time.Duration `json:"durations_ns"` // each stage's defined time, S1 first
 	Work      string          `json:"work"`         // "sleep" or "cpu"
@@ -283,6 +290,8 @@ func New(res *pipelines.Result) *Trace {
 		Format:     Format,
 		Version:    Version,
 		Variant:    res.Variant,
+		Transport:  res.Transport,
+		Broker:     res.Broker,
 		Stages:     res.Spec.Stages(),
 		Durations:  append([]time.Duration(nil), res.Spec.Durations...),
 		Work:       string(res.Spec.Work),

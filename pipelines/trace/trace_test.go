@@ -37,12 +37,14 @@ func handResult() *pipelines.Result {
 	}
 	recs := []pipelines.Record{rec(0, "w1-"), rec(1, "w2-"), {Intended: t0 + 19*ms}, rec(3, "w1-")}
 	return &pipelines.Result{
-		Variant: "p4",
-		Spec:    pipelines.Spec{Durations: []time.Duration{ms2(1), ms2(1), ms2(1)}, Work: pipelines.Sleep, PayloadSize: 8},
-		Rate:    100,
-		Bound:   math.Inf(1),
-		Elapsed: 50 * time.Millisecond,
-		Records: append(recs, pipelines.Record{}),
+		Variant:   "p4",
+		Transport: "kafka",
+		Broker:    "kfake",
+		Spec:      pipelines.Spec{Durations: []time.Duration{ms2(1), ms2(1), ms2(1)}, Work: pipelines.Sleep, PayloadSize: 8},
+		Rate:      100,
+		Bound:     math.Inf(1),
+		Elapsed:   50 * time.Millisecond,
+		Records:   append(recs, pipelines.Record{}),
 		Account: pipelines.Account{
 			N:         5, // seq 4 never sent
 			Stages:    3,
@@ -111,6 +113,9 @@ func roundTrip(t *testing.T, res *pipelines.Result) {
 		t.Errorf("start %v, want %v", got.Start, want.Start)
 	}
 	got.Start = want.Start
+	if got.Transport != res.Transport || got.Broker != res.Broker {
+		t.Errorf("transport %q on %q, want %q on %q", got.Transport, got.Broker, res.Transport, res.Broker)
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("meta:\n got %+v\nwant %+v", got, want)
 	}

@@ -97,6 +97,25 @@ type Transport interface {
 	Open(ctx context.Context, env Env) (Conn, error)
 }
 
+// Environ is implemented by a transport whose worker processes need
+// settings the harness holds: a broker's address found or started by the
+// harness (a test's private RabbitMQ node). The fleet adds them to every
+// worker's environment, never to its command line (they may hold
+// credentials), and the worker's transport reads them at Open.
+type Environ interface {
+	// Environ returns "KEY=value" pairs; nil when there are none.
+	Environ() []string
+}
+
+// Substitute is implemented by a transport that may be served by a stand-in
+// rather than the broker its name says (Kafka by franz-go's in-process
+// kfake): results and traces then carry the stand-in's name, so its
+// timings are never read as the real broker's.
+type Substitute interface {
+	// Substitute names the stand-in ("kfake"); "" for the real broker.
+	Substitute() string
+}
+
 // Env is what a transport is opened with.
 type Env struct {
 	// NC is the process's NATS connection (bus.Connect): the control plane

@@ -69,6 +69,26 @@ func OrDefault(t transport.Transport) transport.Transport {
 	return t
 }
 
+// Describe records t in rc: its name, whether it delivers at least once
+// (duplicates then do not make a run wrong), and the stand-in serving it,
+// if any (transport.Substitute). nil is the Default transport.
+func Describe(rc *pipelines.RunConfig, t transport.Transport) {
+	t = OrDefault(t)
+	rc.Transport, rc.AtLeastOnce, rc.Broker = t.Name(), t.AtLeastOnce(), ""
+	if s, ok := t.(transport.Substitute); ok {
+		rc.Broker = s.Substitute()
+	}
+}
+
+// Environ is what t's worker processes need in their environment
+// (transport.Environ); nil for most transports.
+func Environ(t transport.Transport) []string {
+	if e, ok := t.(transport.Environ); ok {
+		return e.Environ()
+	}
+	return nil
+}
+
 // FromEnv returns the transports a benchmark runs over: the ones
 // NATSPIPE_TRANSPORT names, in its order ("all": All), or the Default
 // transport alone when it is unset or empty. getenv nil reads the process

@@ -137,6 +137,16 @@ func (v Variant) Key(cfg Config) string {
 	return "transport=" + cfg.TransportName()
 }
 
+// Describe records in rc which variant it runs and, for a messaging
+// variant, over which transport (transports.Describe); P0 uses none.
+func (v Variant) Describe(rc *pipelines.RunConfig, cfg Config) {
+	rc.Variant = v.Name
+	rc.Transport, rc.Broker, rc.AtLeastOnce = "", "", false
+	if v.Messaging {
+		transports.Describe(rc, cfg.Transport)
+	}
+}
+
 func littles(cfg Config, bound float64) int { return pipelines.DefaultWindow(cfg.Spec, bound) }
 
 func (c Config) processes() fleet.Processes {
