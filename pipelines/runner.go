@@ -90,6 +90,32 @@ type Runner struct {
 // Config is the runner's configuration.
 func (r *Runner) Config() RunConfig { return r.cfg }
 
+// Progress is how far the run in progress has got.
+type Progress struct {
+	N         int           // messages to send
+	Sent      int           // handed to the sender
+	Completed int           // came back (late ones included)
+	Lost      int           // declared lost and not back (yet)
+	Elapsed   time.Duration // since the first send
+}
+
+// Progress reports the run in progress; the zero Progress between runs.
+// It is safe to call from any goroutine while Run runs (a progress bar, a
+// test waiting for a point in the run).
+func (r *Runner) Progress() Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.run
+	if st == nil {
+		return Progress{}
+	}
+	p := Progress{N: st.n, Sent: st.sent, Completed: st.completed, Lost: st.lost}
+	if !st.start.IsZero() {
+		p.Elapsed = time.Since(st.start)
+	}
+	return p
+}
+
 // msgState is where one message of a run stands.
 type msgState uint8
 
@@ -202,6 +228,7 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 		return nil, errors.New("run: another run is in progress on this runner")
 	}
 	r.run = st
+	st.start = time.Now() // under the lock: Progress reads it
 	r.mu.Unlock()
 
 	lossDone := make(chan struct{})
@@ -212,7 +239,6 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	}()
 	defer func() { stopLoss(); <-lossDone }()
 
-	st.start = time.Now()
 	sendErr := r.send(ctx, s, st)
 	var waitErr error
 	if sendErr == nil {

@@ -220,3 +220,46 @@ func TestDuplicatesCountedPastTheList(t *testing.T) {
 		t.Errorf("report does not say what is not listed:\n%.300s", res.Report())
 	}
 }
+
+// TestProgress checks that Progress follows a run from another goroutine:
+// zero between runs, then sent and completed counts that only grow, up to
+// the run's own counts.
+func TestProgress(t *testing.T) {
+	r, p := scriptedRunner(t, time.Minute)
+	if p := r.Progress(); p != (Progress{}) {
+		t.Fatalf("before a run: %+v, want zero", p)
+	}
+	var seen []Progress
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				if g := r.Progress(); g.N != 0 {
+					seen = append(seen, g)
+				}
+			}
+		}
+	}()
+	res, err := r.Run(context.Background(), p, 2000)
+	close(stop)
+	<-watched
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 {
+		t.Fatal("no progress seen during a 2000-message run")
+	}
+	for i, g := range seen {
+		if g.N != 2000 || g.Completed > g.Sent || g.Sent > 2000 || (i > 0 && (g.Sent < seen[i-1].Sent || g.Completed < seen[i-1].Completed || g.Elapsed < seen[i-1].Elapsed)) {
+			t.Fatalf("progress %d: %+v after %+v", i, g, seen[max(i-1, 0)])
+		}
+	}
+	if res.Completed != 2000 || r.Progress() != (Progress{}) {
+		t.Errorf("completed %d, progress after the run %+v", res.Completed, r.Progress())
+	}
+}

@@ -106,13 +106,22 @@ func FromEnv(getenv pipelines.Getenv) ([]transport.Transport, error) {
 // them, where the difference between brokers is the result (P4's 1-4-1-1
 // sync sleep: work-conserving dispatch and durability; BenchmarkOverhead:
 // the price of a hop): the ones NATSPIPE_TRANSPORT names, as FromEnv, or
-// every transport of All when it is unset or empty.
+// the NATS transports (Embedded) when it is unset or empty. Brokers of
+// their own (RabbitMQ, Kafka) are compared when named ("all" or a list).
 func Compared(getenv pipelines.Getenv) ([]transport.Transport, error) {
 	ts, set, err := fromEnv(getenv)
 	if err != nil || set {
 		return ts, err
 	}
-	return All(), nil
+	return Embedded(), nil
+}
+
+// Embedded is the transports the embedded NATS server serves on its own
+// (core NATS and JetStream): they run anywhere, with nothing installed.
+// The others need a broker of their own, which tests find or start
+// (internal/brokertest) and skip without.
+func Embedded() []transport.Transport {
+	return []transport.Transport{core.Transport{}, js.Transport{}}
 }
 
 // fromEnv parses NATSPIPE_TRANSPORT; set is false when it is unset or empty.

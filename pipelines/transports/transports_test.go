@@ -29,11 +29,15 @@ func env(v string) func(string) string {
 
 func TestSelection(t *testing.T) {
 	all := strings.Join(transports.Names(), ",")
+	embedded := names(transports.Embedded())
+	if embedded != "core,js" {
+		t.Errorf("Embedded = %s, want core,js", embedded)
+	}
 	for _, c := range []struct {
 		env, fromEnv, compared string
 	}{
-		{"", transports.Default, all},
-		{"  ", transports.Default, all},
+		{"", transports.Default, embedded},
+		{"  ", transports.Default, embedded},
 		{"core", "core", "core"},
 		{"js", "js", "js"},
 		{"js, core", "js,core", "js,core"},
