@@ -351,6 +351,13 @@ func (f *Fleet) flags(id WorkerID) []string {
 	if c.Mode == worker.Async && c.Concurrency > 0 {
 		args = append(args, "-concurrency", strconv.Itoa(c.Concurrency))
 	}
+	if len(f.run.Concurrency) > 0 {
+		cs := make([]string, len(f.run.Concurrency))
+		for i, n := range f.run.Concurrency {
+			cs[i] = strconv.Itoa(n)
+		}
+		args = append(args, "-run-concurrency", strings.Join(cs, ","))
+	}
 	var sd []string
 	for i, d := range c.Spec.Slowdown {
 		if d > 0 {

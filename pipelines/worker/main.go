@@ -74,6 +74,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	ready := fs.Duration("ready-timeout", DefaultReadyTimeout, "bound on subscribing and announcing readiness once connected")
 	drain := fs.Duration("drain-timeout", DefaultDrainTimeout, "bound on draining when asked to stop")
 	transportName := fs.String("transport", transports.Default, "broker transport: "+strings.Join(transports.Names(), ", "))
+	runConc := fs.String("run-concurrency", "", "each stage's total concurrency (its workers x their concurrency), comma-separated, as the harness set the run up: transports tell a stage's only member from one of several by it (default unknown)")
 	slowdown := fs.String("slowdown", getenv(pipelines.EnvSlowdown), "hidden extra work, e.g. S2=2ms: a deliberate regression for testing the gate; $NATSPIPE_SLOWDOWN when set")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s -stage S2 [flags]\n\nServes one stage of a natspipe pipeline over NATS until stopped\n(SIGTERM, SIGINT or a stop request on <prefix>.ctl.stop.sK).\n\nflags:\n", Program)
@@ -141,17 +142,31 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if err != nil {
 		return usage("-transport: %v", err)
 	}
+	var runConcurrency []int
+	if *runConc != "" {
+		for i, f := range strings.Split(*runConc, ",") {
+			c, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || c < 0 || c > maxRunConcurrency {
+				return usage("-run-concurrency %q: item %d: want a count from 0 to %d", *runConc, i+1, maxRunConcurrency)
+			}
+			runConcurrency = append(runConcurrency, c)
+		}
+		if len(runConcurrency) != len(ds) {
+			return usage("-run-concurrency %q: %d counts for %d stages", *runConc, len(runConcurrency), len(ds))
+		}
+	}
 	cfg := Config{
-		NATS:         conn,
-		Subjects:     bus.Subjects{Prefix: *prefix},
-		Stage:        stage,
-		Spec:         pipelines.Spec{Durations: ds, Work: wm, Slowdown: sd},
-		Mode:         m,
-		Concurrency:  *conc,
-		Name:         *name,
-		ReadyTimeout: *ready,
-		DrainTimeout: *drain,
-		Transport:    tr,
+		NATS:           conn,
+		Subjects:       bus.Subjects{Prefix: *prefix},
+		Stage:          stage,
+		Spec:           pipelines.Spec{Durations: ds, Work: wm, Slowdown: sd},
+		Mode:           m,
+		Concurrency:    *conc,
+		Name:           *name,
+		ReadyTimeout:   *ready,
+		DrainTimeout:   *drain,
+		Transport:      tr,
+		RunConcurrency: runConcurrency,
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
@@ -243,3 +258,7 @@ func parseCrash(v string) (after uint64, status int, err error) {
 	}
 	return after, status, nil
 }
+
+// maxRunConcurrency bounds a stage's total concurrency in -run-concurrency:
+// far above any allocation's workers x their concurrency.
+const maxRunConcurrency = 1 << 20

@@ -126,6 +126,9 @@ type Config struct {
 	// Transport is the broker's transport; nil: core NATS. The harness
 	// (fleet.Fleet) sets the run up on it before the worker starts.
 	Transport transport.Transport
+	// RunConcurrency is each stage's total concurrency as the harness set
+	// the run up (transport.Run.Concurrency); nil: unknown.
+	RunConcurrency []int
 }
 
 // Concurrent is the number of messages the worker has in stage work at most.
@@ -309,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return w.stats(false), fmt.Errorf("worker %s: open transport %s: %w", cfg.Name, tr.Name(), err)
 	}
 	defer func() { _ = conn.Close() }()
-	run := transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages()}
+	run := transport.Run{Subjects: subjects, Stages: cfg.Spec.Stages(), Concurrency: cfg.RunConcurrency}
 	step := pipelines.StepsFor(cfg.Spec, func(int) string { return cfg.Name })[cfg.Stage]
 	next := run.Subject(cfg.Stage + 1)
 	readyCtx, cancelReady := context.WithTimeout(ctx, cfg.ReadyTimeout)

@@ -50,13 +50,14 @@ func envOf(kv ...string) pipelines.Getenv {
 func TestParseArgs(t *testing.T) {
 	var stderr bytes.Buffer
 	cfg, err := ParseArgs([]string{"-url", "nats://h:4222", "-stage", "s3", "-prefix", "x.y", "-durations", "1,2,3", "-work", "cpu",
-		"-mode", "async", "-concurrency", "7", "-name", "box-S3", "-ready-timeout", "3s", "-slowdown", "S3=1ms"}, &stderr, envOf())
+		"-mode", "async", "-concurrency", "7", "-name", "box-S3", "-ready-timeout", "3s", "-slowdown", "S3=1ms",
+		"-run-concurrency", "7,14, 7"}, &stderr, envOf())
 	if err != nil {
 		t.Fatalf("%v: %s", err, stderr.String())
 	}
 	if cfg.NATS.URL != "nats://h:4222" || cfg.Stage != 2 || cfg.Subjects.Prefix != "x.y" || cfg.Spec.Stages() != 3 || cfg.Spec.Work != pipelines.CPU ||
 		cfg.Mode != Async || cfg.Concurrent() != 7 || cfg.Name != "box-S3" || cfg.ReadyTimeout != 3*time.Second ||
-		cfg.Spec.Durations[2] != 3*time.Millisecond || cfg.Spec.Slowdown[2] != time.Millisecond {
+		cfg.Spec.Durations[2] != 3*time.Millisecond || cfg.Spec.Slowdown[2] != time.Millisecond || !slices.Equal(cfg.RunConcurrency, []int{7, 14, 7}) {
 		t.Errorf("config %+v", cfg)
 	}
 	// Defaults, some from the environment.
@@ -88,6 +89,9 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-stage", "S1", "-ready-timeout", "0s"}, "must be positive"},
 		{[]string{"-stage", "S1", "-slowdown", "S9=1ms"}, "-slowdown"},
 		{[]string{"-stage", "S1", "-bogus"}, "not defined"},
+		{[]string{"-stage", "S1", "-run-concurrency", "1,4,1"}, "3 counts for 4 stages"},
+		{[]string{"-stage", "S1", "-run-concurrency", "1,x,1,1"}, "item 2"},
+		{[]string{"-stage", "S1", "-run-concurrency", "1,-4,1,1"}, "item 2"},
 	} {
 		stderr.Reset()
 		if _, err := ParseArgs(tc.args, &stderr, envOf()); err == nil {
