@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/brokertest"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/procs/procstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
@@ -114,6 +115,7 @@ type fixture struct {
 // everything stops in tb's Cleanup.
 func setup(tb testing.TB, conn natsconn.Config, v variant, cfg pipelines.RunConfig) fixture {
 	tb.Helper()
+	v.cfg.Transport = brokertest.For(tb, v.cfg.Transport) // v.start uses it too
 	vc := v.cfg
 	v.v.Describe(&cfg, vc)
 	vc.Spec = cfg.Spec
@@ -163,6 +165,7 @@ func BenchmarkSuite(b *testing.B) {
 					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)})
 			})
 			b.Run("work="+string(work)+"/"+v.name(), func(b *testing.B) {
+				brokertest.For(b, v.cfg.Transport) // skips, saying why, when its broker is not there
 				f := fx()
 				benchkit.Bench(b, f.runner, f.sender)
 			})
@@ -260,6 +263,7 @@ func BenchmarkOverhead(b *testing.B) {
 			return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
 		})
 		b.Run(v.name(), func(b *testing.B) {
+			brokertest.For(b, v.cfg.Transport) // skips, saying why, when its broker is not there
 			f := fx()
 			before := hop(b, ref, overheadRawN(b.N)) // beside the variant, outside the timed section
 			b.ResetTimer()

@@ -44,7 +44,7 @@ func TestRunBadInput(t *testing.T) {
 		{"alloc total", []string{"-alloc", "64-64-64-64-64"}, nil, "-alloc: allocation 64-64-64-64-64: 320 workers, at most 256"},
 		{"alloc zero", []string{"-alloc", "1-0-1-1"}, nil, `-alloc: allocation "1-0-1-1": stage S2: "0" is not a worker count >= 1`},
 		{"variant", []string{"-variant", "p5"}, nil, `-variant "p5": want p0, p1, p2, p3 or p4`},
-		{"transport", []string{"-transport", "kafka"}, nil, `-transport "kafka": want core`},
+		{"transport", []string{"-transport", "mqtt"}, nil, `-transport "mqtt": want core`},
 		{"negative payload", []string{"-payload", "-1"}, nil, "-payload -1: want 0 to 921600 bytes"},
 		{"huge payload", []string{"-payload", "921601"}, nil, "-payload 921601: want 0 to 921600 bytes"},
 		{"negative window", []string{"-window", "-1"}, nil, "-window -1: want 0 (sized by Little's law) to 1000000"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/benchunits"
+	"github.com/natspipe/natspipe/internal/brokertest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/fleet"
@@ -102,6 +103,8 @@ func Run(b *testing.B, conn natsconn.Config, name string, cfg Config) {
 	}()
 	b.Run(name, func(b *testing.B) {
 		if fx == nil && setupErr == nil {
+			// Skips, saying why, when the transport's broker is not there.
+			cfg.Processes.Transport = brokertest.For(b, cfg.Processes.Transport)
 			fx, setupErr = newFixture(b, conn, cfg)
 		}
 		if setupErr != nil {

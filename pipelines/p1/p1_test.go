@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/brokertest"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
@@ -134,9 +135,11 @@ func BenchmarkP1(b *testing.B) {
 			fixture := benchkit.Once(func() *varianttest.Fixture {
 				cfg := pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1v.Bound(variants.Config{Spec: spec}),
 					Window: benchkit.Int(b, pipelines.EnvWindow, 0), Timeout: benchkit.Timeout(b)}
-				return varianttest.StartOn(b, srv.Conn, tr, startOn(tr), cfg)
+				ready := brokertest.For(b, tr)
+				return varianttest.StartOn(b, srv.Conn, ready, startOn(ready), cfg)
 			})
 			b.Run("work="+string(work)+"/transport="+tr.Name(), func(b *testing.B) {
+				brokertest.For(b, tr) // skips, saying why, when tr's broker is not there
 				fx := fixture()
 				benchkit.Bench(b, fx.Runner, fx.Endpoint)
 			})

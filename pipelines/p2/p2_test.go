@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/brokertest"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
 	"github.com/natspipe/natspipe/pipelines"
@@ -135,9 +136,11 @@ func BenchmarkP2(b *testing.B) {
 					cfg := config(spec, inflight)
 					cfg.Window = max(inflight, benchkit.Int(b, pipelines.EnvWindow, 0))
 					cfg.Timeout = benchkit.Timeout(b)
-					return varianttest.StartOn(b, srv.Conn, tr, starterOn(tr, inflight), cfg)
+					ready := brokertest.For(b, tr)
+					return varianttest.StartOn(b, srv.Conn, ready, starterOn(ready, inflight), cfg)
 				})
 				b.Run(fmt.Sprintf("work=%s/inflight=%d/transport=%s", work, inflight, tr.Name()), func(b *testing.B) {
+					brokertest.For(b, tr) // skips, saying why, when tr's broker is not there
 					fx := fixture()
 					benchkit.Bench(b, fx.Runner, fx.Endpoint)
 				})

@@ -16,6 +16,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transport/core"
 	"github.com/natspipe/natspipe/pipelines/transport/js"
+	"github.com/natspipe/natspipe/pipelines/transport/kafka"
 )
 
 // EnvTransport selects the transports benchmarks run over: a comma-separated
@@ -36,7 +37,7 @@ var ErrUnknown = errors.New("unknown transport")
 
 // All is every transport, the default first.
 func All() []transport.Transport {
-	return []transport.Transport{core.Transport{}, js.Transport{}}
+	return []transport.Transport{core.Transport{}, js.Transport{}, kafka.Transport{}}
 }
 
 // Names are the names of All, in order.

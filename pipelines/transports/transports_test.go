@@ -62,7 +62,7 @@ func TestSelection(t *testing.T) {
 
 func TestSelectionBad(t *testing.T) {
 	for _, c := range []struct{ env, want string }{
-		{"kafka", "unknown transport"},
+		{"mqtt", "unknown transport"},
 		{"core,", "empty transport name"},
 		{"core,core", "named twice"},
 		{"all,js", "unknown transport"},
@@ -82,7 +82,7 @@ func TestSelectionBad(t *testing.T) {
 			}
 		}
 	}
-	_, err := transports.FromEnv(env("kafka"))
+	_, err := transports.FromEnv(env("mqtt"))
 	if !errors.Is(err, transports.ErrUnknown) {
 		t.Errorf("unknown name: %v does not wrap ErrUnknown", err)
 	}

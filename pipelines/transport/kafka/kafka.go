@@ -214,8 +214,16 @@ type Transport struct {
 	// Brokers are the cluster's seed brokers (host:port); nil: the
 	// comma-separated list in EnvBrokers, read at Open.
 	Brokers []string
+	// StandIn names what serves Brokers when it is not Kafka ("kfake",
+	// franz-go's in-process fake, which internal/kafkatest starts for
+	// tests): results then carry it, so its timings are never read as
+	// Kafka's. "": a real Kafka cluster.
+	StandIn string
 	Options
 }
+
+// Substitute implements transport.Substitute: the stand-in, if any.
+func (t Transport) Substitute() string { return t.StandIn }
 
 // Name implements transport.Transport.
 func (Transport) Name() string { return Name }

@@ -1,9 +1,10 @@
-package kafka
+package kafka_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	. "github.com/natspipe/natspipe/pipelines/transport/kafka"
 	"net"
 	"slices"
 	"sort"
@@ -148,7 +149,7 @@ func collect(ch chan<- got, member int) transport.Handler {
 }
 
 // consume joins member to stage's group on c.
-func (r *rig) consume(c *Conn, stage, limit int, member string, h transport.Handler) *consumer {
+func (r *rig) consume(c *Conn, stage, limit int, member string, h transport.Handler) *Member {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -156,7 +157,7 @@ func (r *rig) consume(c *Conn, stage, limit int, member string, h transport.Hand
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return k.(*consumer)
+	return k.(*Member)
 }
 
 // publish publishes "m-<i>" with key "m-<i>" for each i to stage.
@@ -215,14 +216,14 @@ func settle(t *testing.T, err error) {
 
 // waitAssigned waits until ok holds for the members' partitions; the
 // members are all on c.
-func waitAssigned(t *testing.T, c *Conn, ok func(parts [][]int32) bool, ks ...*consumer) {
+func waitAssigned(t *testing.T, c *Conn, ok func(parts [][]int32) bool, ks ...*Member) {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
-		changed := c.assignmentChanged()
+		changed := c.AssignmentChanged()
 		var parts [][]int32
 		for _, k := range ks {
-			parts = append(parts, k.assignedPartitions())
+			parts = append(parts, k.AssignedPartitions())
 		}
 		if ok(parts) {
 			return
@@ -251,7 +252,7 @@ func (r *rig) committed(stage int) (int64, string) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	offs, err := r.admin.adm.FetchOffsets(ctx, Group(r.run, stage))
+	offs, err := r.admin.Admin().FetchOffsets(ctx, Group(r.run, stage))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func (r *rig) committedTotal(stage int) int64 {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	offs, err := r.admin.adm.FetchOffsets(ctx, Group(r.run, stage))
+	offs, err := r.admin.Admin().FetchOffsets(ctx, Group(r.run, stage))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -462,7 +463,7 @@ func TestMembersSharePartitions(t *testing.T) {
 	}
 	c, _ := r.open("workers")
 	ch := make(chan got, n)
-	var ks []*consumer
+	var ks []*Member
 	for m := range members {
 		ks = append(ks, r.consume(c, 0, 1, fmt.Sprint("w", m), func(d transport.Delivery) {
 			settle(t, d.Ack())
@@ -507,8 +508,8 @@ func TestCommitsOnlyAckedPrefix(t *testing.T) {
 	if err := ka.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if at, meta := r.committed(0); at != 0 || meta != formatMark(1) {
-		t.Fatalf("committed %d (%q) with record 0 unacknowledged; want 0 (%q)", at, meta, formatMark(1))
+	if at, meta := r.committed(0); at != 0 || meta != FormatMark(1) {
+		t.Fatalf("committed %d (%q) with record 0 unacknowledged; want 0 (%q)", at, meta, FormatMark(1))
 	}
 	b, fb := r.open("b")
 	chb := make(chan got, 4)
@@ -691,7 +692,7 @@ func TestSetupTeardown(t *testing.T) {
 		t.Fatalf("second setup: %v", err)
 	}
 	topics := []string{Topic(r.run, 0), Topic(r.run, 1), Topic(r.run, 2)}
-	details, err := r.admin.adm.ListTopics(ctx, topics...)
+	details, err := r.admin.Admin().ListTopics(ctx, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -706,7 +707,7 @@ func TestSetupTeardown(t *testing.T) {
 	// Kafka deletes topics asynchronously: wait (bounded) until none is
 	// listed.
 	for {
-		details, err := r.admin.adm.ListTopics(ctx, topics...)
+		details, err := r.admin.Admin().ListTopics(ctx, topics...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -744,7 +745,7 @@ func TestNamesAndEnviron(t *testing.T) {
 		t.Error("topics not distinct")
 	}
 	long := transport.Run{Subjects: bus.Subjects{Prefix: strings.Repeat("x", 300)}, Stages: 1}
-	if got := Topic(long, 0); len(got) > maxTopicLen || got == Topic(long, 1) {
+	if got := Topic(long, 0); len(got) > MaxTopicLen || got == Topic(long, 1) {
 		t.Errorf("long topic %q (%d)", got, len(got))
 	}
 	if got := []int{Partitions(run, 0), Partitions(run, 1), Partitions(run, 2)}; !slices.Equal(got, []int{4, 1, 1}) {

@@ -1,0 +1,50 @@
+package p4
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/brokertest"
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/fleet"
+	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/kafka"
+)
+
+// TestBrokerKillS2WorkerMidRun kills (SIGKILL) an S2 worker of 1-4-1-1
+// mid-run over the brokers of their own, RabbitMQ (a private node, or
+// RABBITMQ_URL) and Kafka (franz-go's kfake, or KAFKA_BROKERS): nothing is
+// lost, every correlation ID reaches the sink once (a duplicate is counted
+// and dropped), and what the victim held is redelivered and counted. S2 is
+// made the bottleneck (20 ms against S1's 2 ms, window 32), so its workers
+// always have work queued and the victim always holds a message when it
+// dies.
+func TestBrokerKillS2WorkerMidRun(t *testing.T) {
+	for _, tr := range []transport.Transport{kafka.Transport{}} {
+		t.Run("transport="+tr.Name(), func(t *testing.T) {
+			benchkit.CheckLeaks(t)
+			tr := brokertest.For(t, tr)
+			spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 20 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
+			const n = 300
+			r := newRig(t, spec, Options{Alloc: Alloc{1, 4, 1, 1}, Processes: fleet.Processes{Transport: tr}},
+				pipelines.RunConfig{Window: 32, LossTimeout: 45 * time.Second, Timeout: 2 * time.Minute})
+			const victim = "p4-S2-w2"
+			done := r.runAsync(n)
+			waitFor(t, "a third of the messages", 60*time.Second, func() bool { return r.runner.Progress().Completed >= n/3 })
+			if err := syscall.Kill(r.pipe.PID(victim), syscall.SIGKILL); err != nil {
+				t.Fatalf("kill %s: %v", victim, err)
+			}
+			res, _ := wait(t, done)
+			if died := incidentsOf(res, victim, pipelines.WorkerDied); len(died) != 1 {
+				t.Errorf("incidents %v, want %s's death", res.Incidents, victim)
+			}
+			exactlyOnce(t, res, n)
+			if res.Redeliveries["S2"] < 1 {
+				t.Errorf("redeliveries %v: want at least one at S2 (what %s held)", res.Redeliveries, victim)
+			}
+			t.Logf("%s: duplicates %d, redeliveries %s", res.Name(), res.Duplicates, pipelines.FormatRedeliveries(res.Redeliveries))
+		})
+	}
+}
