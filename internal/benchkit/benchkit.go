@@ -18,6 +18,7 @@ import (
 
 	"github.com/natspipe/natspipe/bench/gate"
 	"github.com/natspipe/natspipe/internal/benchunits"
+	"github.com/natspipe/natspipe/internal/rabbittest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
@@ -40,8 +41,13 @@ func PrintUnits(w io.Writer) {
 // and, when benchmarks run, that NATSPIPE_TRACE's directory is writable,
 // then prints the unit metadata when benchmarks run and runs the tests. A
 // bad variable stops the binary with status 2 before any test starts, the
-// variable, its value and what is wanted on stderr.
-func Main(m *testing.M) int {
+// variable, its value and what is wanted on stderr. A RabbitMQ node the
+// tests started (internal/rabbittest.Shared, through internal/brokertest)
+// is stopped after them.
+func Main(m *testing.M) int { return rabbittest.Main(m, run) }
+
+// run is Main before the shared broker is stopped.
+func run(m *testing.M) int {
 	err := CheckEnv(nil)
 	if dir := os.Getenv(trace.EnvTrace); err == nil && dir != "" && benchmarking() {
 		if perr := trace.ProbeDir(dir); perr != nil {

@@ -10,11 +10,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/pipelines/transport/amqp"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { os.Exit(Main(m, benchkit.Main)) }
+// TestMain stops the shared node at the end. (internal/benchkit's Main,
+// which every other test binary runs, imports this package.)
+func TestMain(m *testing.M) { os.Exit(Main(m, nil)) }
+
+// checkLeaks is benchkit.CheckLeaks, which this package cannot import.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		if err := goleak.Find(before); err != nil {
+			t.Errorf("goroutines outlived the test: %v", err)
+		}
+	})
+}
 
 // gone reports whether process pid no longer exists (reaped).
 func gone(pid int) bool {
@@ -25,7 +38,7 @@ func gone(pid int) bool {
 // leaves no process of it (the VM, its helpers, its epmd) and removes its
 // directory.
 func TestNodeStartsAnswersStops(t *testing.T) {
-	benchkit.CheckLeaks(t)
+	checkLeaks(t)
 	RequireProgram(t)
 	n, err := start(defaultOptions())
 	if err != nil {
@@ -80,7 +93,7 @@ func TestNodeStartsAnswersStops(t *testing.T) {
 // fails at once (long before ReadyTimeout) with the log's last lines, and
 // leaves nothing behind.
 func TestNodeThatCannotStart(t *testing.T) {
-	benchkit.CheckLeaks(t)
+	checkLeaks(t)
 	RequireProgram(t)
 	o := defaultOptions()
 	o.conf = "this.is.not = a valid setting\n"
@@ -126,7 +139,7 @@ func TestRequired(t *testing.T) {
 
 // TestShared: one broker for the binary, and it answers.
 func TestShared(t *testing.T) {
-	benchkit.CheckLeaks(t)
+	checkLeaks(t)
 	u := Shared(t)
 	if u2 := Shared(t); u2 != u {
 		t.Fatalf("Shared gave %s then %s", amqp.Mask(u), amqp.Mask(u2))

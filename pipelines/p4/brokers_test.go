@@ -10,6 +10,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/amqp"
 	"github.com/natspipe/natspipe/pipelines/transport/kafka"
 )
 
@@ -22,7 +23,7 @@ import (
 // always have work queued and the victim always holds a message when it
 // dies.
 func TestBrokerKillS2WorkerMidRun(t *testing.T) {
-	for _, tr := range []transport.Transport{kafka.Transport{}} {
+	for _, tr := range []transport.Transport{amqp.Transport{}, kafka.Transport{}} {
 		t.Run("transport="+tr.Name(), func(t *testing.T) {
 			benchkit.CheckLeaks(t)
 			tr := brokertest.For(t, tr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/amqp"
 	"github.com/natspipe/natspipe/pipelines/transport/core"
 	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/transport/kafka"
@@ -37,7 +38,7 @@ var ErrUnknown = errors.New("unknown transport")
 
 // All is every transport, the default first.
 func All() []transport.Transport {
-	return []transport.Transport{core.Transport{}, js.Transport{}, kafka.Transport{}}
+	return []transport.Transport{core.Transport{}, js.Transport{}, amqp.Transport{}, kafka.Transport{}}
 }
 
 // Names are the names of All, in order.

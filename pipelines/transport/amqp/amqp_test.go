@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/transport/amqp"
 )
 
-func TestMain(m *testing.M) { os.Exit(rabbittest.Main(m, benchkit.Main)) }
+func TestMain(m *testing.M) { benchkit.Exit(m) }
 
 // quiet is how long a test waits for something that must not happen.
 const quiet = 300 * time.Millisecond
@@ -733,5 +732,31 @@ func TestMessageProperties(t *testing.T) {
 		if d.MessageId != want || d.DeliveryMode != rmq.Persistent {
 			t.Fatalf("MessageId %q, delivery mode %d; want %q, persistent", d.MessageId, d.DeliveryMode, want)
 		}
+	}
+}
+
+// TestPrefetch checks who takes a message more than it works on: only a
+// destination's sole member, where no other member could have started it.
+func TestPrefetch(t *testing.T) {
+	run := transport.Run{Stages: 4, Concurrency: []int{1, 4, 2, 1}}
+	for _, c := range []struct {
+		stage int
+		opts  transport.ConsumeOptions
+		want  int
+	}{
+		{0, transport.ConsumeOptions{Limit: 1, Shared: true}, 2},  // S1's only worker
+		{1, transport.ConsumeOptions{Limit: 1, Shared: true}, 1},  // one of S2's four
+		{2, transport.ConsumeOptions{Limit: 2, Shared: true}, 3},  // S3's only async worker
+		{2, transport.ConsumeOptions{Limit: 1, Shared: true}, 1},  // one of S3's two
+		{1, transport.ConsumeOptions{Limit: 8, Shared: false}, 9}, // P2: the process is the stage
+		{4, transport.ConsumeOptions{Limit: 1}, 2},                // the sink
+		{1, transport.ConsumeOptions{Limit: 0, Shared: false}, 0}, // unlimited
+	} {
+		if got := amqp.Prefetch(run, c.stage, c.opts); got != c.want {
+			t.Errorf("stage %d %+v: prefetch %d, want %d", c.stage, c.opts, got, c.want)
+		}
+	}
+	if got := amqp.Prefetch(transport.Run{Stages: 4}, 1, transport.ConsumeOptions{Limit: 1, Shared: true}); got != 1 {
+		t.Errorf("a shared member of a run of unknown concurrency: prefetch %d, want 1", got)
 	}
 }

@@ -12,16 +12,39 @@ import (
 	"github.com/natspipe/natspipe/pipelines/transport"
 )
 
+// Prefetch is the prefetch of a member of destination stage with opts:
+// opts.Limit (0: unlimited), one more for the destination's only member
+// (opts.Shared false, or run.Concurrency[stage] == opts.Limit): see
+// Consume.
+func Prefetch(run transport.Run, stage int, opts transport.ConsumeOptions) int {
+	if opts.Limit == 0 {
+		return 0
+	}
+	alone := !opts.Shared || (stage < len(run.Concurrency) && run.Concurrency[stage] == opts.Limit)
+	if alone {
+		return opts.Limit + 1
+	}
+	return opts.Limit
+}
+
 // deliveryCountHeader is the header a quorum queue counts a message's
 // earlier deliveries in.
 const deliveryCountHeader = "x-delivery-count"
 
 // Consume implements transport.Conn: a channel of its own with prefetch
-// opts.Limit (0: unlimited), and a consumer of the destination's queue on
-// it, tagged opts.Member, acknowledging manually. Its deliveries are
-// handed to h one at a time, on a goroutine of the consumer. A queue that
-// does not exist (the run is not set up) is an error. opts.Shared changes
-// nothing: every consumer of a queue shares its messages.
+// Prefetch(run, stage, opts) (0: unlimited), and a consumer of the
+// destination's queue on it, tagged opts.Member, acknowledging manually.
+// Its deliveries are handed to h one at a time, on a goroutine of the
+// consumer. A queue that does not exist (the run is not set up) is an
+// error. Every consumer of a queue shares its messages.
+//
+// A member's next message is in hand when its work on the last one ends
+// only if the broker sent it before the ack: a member with prefetch =
+// Limit idles for its forward's confirm and an ack/deliver round trip per
+// message (0.4-0.5 ms here). So the stage's only member (not Shared, or
+// whose Limit is the stage's whole concurrency) takes one message more:
+// nobody else could have started it. A member of several keeps prefetch =
+// Limit, so no message waits behind a busy member while another is free.
 func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts transport.ConsumeOptions, h transport.Handler) (transport.Consumer, error) {
 	if err := checkDest(run, stage); err != nil {
 		return nil, err
@@ -41,7 +64,7 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 	if k.tag == "" {
 		k.tag = c.name + "-" + k.name
 	}
-	prefetch := min(opts.Limit, maxPrefetch)
+	prefetch := min(Prefetch(run, stage, opts), maxPrefetch)
 	err := c.bounded(ctx, fmt.Sprintf("consume queue %s as %s", k.queue, k.tag), func() error {
 		ch, err := c.conn.Channel()
 		if err != nil {
