@@ -323,7 +323,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		Report: reporter{w}, Forwarding: func() uint64 { return w.handled.Add(1) }, Forwarded: w.forwarded,
 	})
 	if err != nil {
-		return w.stats(false), fmt.Errorf("worker %s: serve stage %s over %s (%s in queue group %s): %w", cfg.Name, stage, tr.Name(), subjects.Stage(cfg.Stage), subjects.Queue(cfg.Stage), err)
+		return w.stats(false), fmt.Errorf("worker %s: serve stage %s (%s): %w", cfg.Name, stage, w.input(tr, nc), err)
 	}
 	defer rt.Stop()
 	stop := make(chan string, 1)
@@ -363,9 +363,8 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if err := announceErr; err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
-	w.logf("ready: stage %s of %d (%v %s), %s on %s in queue group %s over %s, mode %s x%d, next %s",
-		stage, cfg.Spec.Stages(), step.Duration, step.Work, natsconn.Mask(nc.ConnectedUrl()), subjects.Stage(cfg.Stage),
-		subjects.Queue(cfg.Stage), tr.Name(), cfg.Mode, cfg.Concurrent(), next)
+	w.logf("ready: stage %s of %d (%v %s), %s, mode %s x%d, next %s",
+		stage, cfg.Spec.Stages(), step.Duration, step.Work, w.input(tr, nc), cfg.Mode, cfg.Concurrent(), next)
 
 	var reply string
 	select {
@@ -437,4 +436,16 @@ func (w *worker) reply(to string, s Stats) {
 	if err := w.nc.Publish(to, b); err != nil {
 		w.logf("reply to %s: %v", to, err)
 	}
+}
+
+// input says where the worker takes its stage's messages: a subject and
+// queue group on its NATS server over core NATS; the stage's destination
+// over another transport (a JetStream consumer, a RabbitMQ queue, a Kafka
+// topic), with the NATS server that carries the control plane.
+func (w *worker) input(tr transport.Transport, nc *nats.Conn) string {
+	s, i := w.cfg.Subjects, w.cfg.Stage
+	if tr.Name() == transports.Default {
+		return fmt.Sprintf("%s on %s in queue group %s over %s", natsconn.Mask(nc.ConnectedUrl()), s.Stage(i), s.Queue(i), tr.Name())
+	}
+	return fmt.Sprintf("stage %s's destination over %s, control on %s", s.Stage(i), tr.Name(), natsconn.Mask(nc.ConnectedUrl()))
 }
