@@ -14,10 +14,16 @@
 // confirmed it (basic.ack): stored in its queue. A message no queue takes
 // (the run was not set up, or was torn down) comes back (basic.return) and
 // fails its Publish; a nack or the end of ctx (or Transport.PublishTimeout)
-// fails it too. The router acknowledges a delivery only after its forward's
-// Publish returned nil, so a member that dies in between leaves the message
+// fails it too. A delivery is acknowledged only once its forward is
+// confirmed, so a member that dies in between leaves the message
 // unacknowledged, and RabbitMQ delivers it again (to another member) when
-// the member's channel or connection closes. RabbitMQ has no publish-side
+// the member's channel or connection closes. When the router tells the
+// delivery its stage work has ended (the settler's WorkEnded, before it
+// publishes the forward on the same Conn), the forward's Publish returns
+// once sent and its confirm is awaited in the background: the delivery's
+// Ack is held until the confirm, and turned into a requeue (and a fault of
+// the run) if the forward fails. So a member's executor starts its next
+// message while the forward is confirmed; Drain waits for those confirms. RabbitMQ has no publish-side
 // deduplication: the second forward of such a message is a duplicate
 // downstream, which the sink recognises by its correlation ID, keeps once
 // and counts as a duplicate. Each message carries MessageId = correlation
@@ -45,8 +51,11 @@
 // project's 2-core VM with RabbitMQ 3.10 (BenchmarkHop: publish, deliver
 // to a member of Limit 1, ack): about 0.45 ms per hop with the node's data
 // on tmpfs, classic or quorum, and 1.1 to 1.3 ms on disk, almost all of it
-// the confirm; a member with Limit 1 idles that long between two
-// messages. Concurrent publishes on one Publisher wait for their confirms
+// the confirm; a member with prefetch 1 idles that long between two
+// messages (its next delivery comes after the ack, which waits for the
+// confirm). A stage's only member, with prefetch Limit+1, has its next
+// message in hand and, with the confirm in the background, starts it at
+// once. Concurrent publishes on one Publisher wait for their confirms
 // together: 16 publishing goroutines reach about 0.15 ms per message.
 //
 // # Connections
@@ -177,6 +186,8 @@ func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn,
 		publishTimeout: t.PublishTimeout,
 		faults:         faults,
 		idle:           make(chan struct{}, 1),
+		stopping:       make(chan struct{}),
+		forwards:       make(map[string]*settler),
 	}
 	if c.publishTimeout <= 0 {
 		c.publishTimeout = DefaultPublishTimeout
@@ -369,10 +380,19 @@ type Conn struct {
 	busy     atomic.Int64
 	draining atomic.Bool
 	idle     chan struct{} // signalled when busy reaches 0 while draining
+	stopping chan struct{} // closed when the Conn closes: confirms awaited give up
+
+	// confirmGate, when not nil, holds every confirm of the Conn's
+	// publishers back until it is closed (tests only: set before the
+	// first Publisher).
+	confirmGate <-chan struct{}
 
 	mu        sync.Mutex
 	closed    bool // under mu: no goroutine starts any more
 	consumers []*consumer
+	// forwards are the deliveries whose stage work has ended, by the
+	// MessageId their forward will carry (see settler.WorkEnded).
+	forwards  map[string]*settler
 	loops     sync.WaitGroup // every goroutine of the Conn
 	closeOnce sync.Once
 	closeErr  error
@@ -557,6 +577,7 @@ func (c *Conn) Close() error { return c.close(time.Now().Add(transport.CloseTime
 func (c *Conn) close(deadline time.Time) error {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
+		close(c.stopping)
 		c.mu.Lock()
 		c.closed = true
 		cs := c.consumers
@@ -582,6 +603,40 @@ func (c *Conn) close(deadline time.Time) error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
+}
+
+// forwarding takes the delivery registered for the forward with
+// MessageId id, if any.
+func (c *Conn) forwarding(id string) *settler {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.forwards[id]
+	if s != nil {
+		delete(c.forwards, id)
+	}
+	return s
+}
+
+// expectForward registers s as the delivery whose forward will carry
+// MessageId id; false if another delivery of this Conn is registered for
+// it (a redelivery of a message still being forwarded here).
+func (c *Conn) expectForward(id string, s *settler) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.forwards[id]; ok {
+		return false
+	}
+	c.forwards[id] = s
+	return true
+}
+
+// unexpectForward drops s's registration under id, if it is still there.
+func (c *Conn) unexpectForward(id string, s *settler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.forwards[id] == s {
+		delete(c.forwards, id)
+	}
 }
 
 // destName names destination i of run: the stage "S1".."SN", or "done".

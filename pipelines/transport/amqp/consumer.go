@@ -3,6 +3,7 @@ package amqp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	rmq "github.com/rabbitmq/amqp091-go"
 
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/js"
 )
 
 // Prefetch is the prefetch of a member of destination stage with opts:
@@ -40,8 +42,9 @@ const deliveryCountHeader = "x-delivery-count"
 //
 // A member's next message is in hand when its work on the last one ends
 // only if the broker sent it before the ack: a member with prefetch =
-// Limit idles for its forward's confirm and an ack/deliver round trip per
-// message (0.4-0.5 ms here). So the stage's only member (not Shared, or
+// Limit idles for its forward's confirm (the ack waits for it, see
+// settler.WorkEnded) and an ack/deliver round trip per message (0.4-0.5
+// ms here, ~2 ms under a loaded P4). So the stage's only member (not Shared, or
 // whose Limit is the stage's whole concurrency) takes one message more:
 // nobody else could have started it. A member of several keeps prefetch =
 // Limit, so no message waits behind a busy member while another is free.
@@ -53,13 +56,14 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 		return nil, fmt.Errorf("transport amqp: consume %s: limit %d < 0", destName(run, stage), opts.Limit)
 	}
 	k := &consumer{
-		c:      c,
-		name:   destName(run, stage),
-		queue:  QueueName(run, stage),
-		tag:    opts.Member,
-		h:      h,
-		closes: make(chan *rmq.Error, 1),
-		done:   make(chan struct{}),
+		c:         c,
+		name:      destName(run, stage),
+		forwardTo: forwardTo(run, stage),
+		queue:     QueueName(run, stage),
+		tag:       opts.Member,
+		h:         h,
+		closes:    make(chan *rmq.Error, 1),
+		done:      make(chan struct{}),
 	}
 	if k.tag == "" {
 		k.tag = c.name + "-" + k.name
@@ -100,10 +104,20 @@ func (c *Conn) Consume(ctx context.Context, run transport.Run, stage int, opts t
 	return k, nil
 }
 
+// forwardTo names the destination the deliveries of destination stage
+// are forwarded to; "" for the sink's.
+func forwardTo(run transport.Run, stage int) string {
+	if stage < run.Stages {
+		return destName(run, stage+1)
+	}
+	return ""
+}
+
 // consumer is one member's consumption of a queue.
 type consumer struct {
 	c          *Conn
 	name       string // the destination: "S1", ..., "done"
+	forwardTo  string // the destination its deliveries go on to; "" for done
 	queue      string
 	tag        string
 	h          transport.Handler
@@ -141,7 +155,7 @@ func (k *consumer) loop() {
 			rs.Redelivered(k.name)
 		}
 		k.c.busy.Add(1)
-		s := &settler{k: k, tag: d.DeliveryTag}
+		s := &settler{k: k, tag: d.DeliveryTag, body: d.Body, msgID: d.MessageId}
 		k.inHand.Store(0)
 		k.h(transport.Delivery{Data: d.Body, Attempt: attempt, Settler: s})
 	}
@@ -237,9 +251,21 @@ func (k *consumer) end(halt bool, timeout time.Duration) error {
 
 // settler settles one delivery; only its first call counts.
 type settler struct {
-	k    *consumer
-	tag  uint64
-	done atomic.Bool
+	k     *consumer
+	tag   uint64
+	body  []byte // the delivery's, for its correlation ID
+	msgID string // the delivery's MessageId
+	done  atomic.Bool
+	// id is the MessageId of its forward while it is registered with the
+	// Conn for it (WorkEnded); used by the router's executor only.
+	id string
+
+	fmu        sync.Mutex
+	background bool       // its forward's confirm is awaited in the background
+	fwdDone    bool       // ... and has come, or failed: fwdErr
+	fwdErr     error      //
+	held       settlement // decided while the forward was unconfirmed
+	holding    bool       // held is set
 }
 
 // How a delivery is settled.
@@ -253,10 +279,87 @@ const (
 
 var settlementNames = [...]string{ack: "ack", reject: "reject", release: "release"}
 
+// WorkEnded tells the consumer that stage work on the delivery has ended
+// and the router is about to publish its forward: the delivery registers
+// with the Conn under the forward's MessageId (its correlation ID + "." +
+// the next destination), so that Publish, on the same Conn, sends the
+// forward and returns without waiting for its confirm, which then holds
+// the delivery's Ack back (see publisher.Publish). A delivery of the sink,
+// or whose correlation ID is unknown, or whose forward another delivery of
+// the Conn is expecting (a redelivery), is forwarded as before.
+func (s *settler) WorkEnded() {
+	if s.k.forwardTo == "" || s.done.Load() {
+		return
+	}
+	key, ok := js.EnvelopeID(s.body)
+	if !ok {
+		// Not an envelope: the key it was published with.
+		key, ok = strings.CutSuffix(s.msgID, "."+s.k.name)
+		if !ok || key == "" {
+			return
+		}
+	}
+	id := key + "." + s.k.forwardTo
+	if s.k.c.expectForward(id, s) {
+		s.id = id
+	}
+}
+
+// inBackground marks s's forward as sent, its confirm awaited in the
+// background.
+func (s *settler) inBackground() {
+	s.fmu.Lock()
+	s.background = true
+	s.fmu.Unlock()
+}
+
+// forwarded is the outcome of s's forward, whose confirm was awaited in
+// the background: the settlement decided meanwhile is sent now, an Ack
+// turned into a requeue if the forward failed (the message is delivered
+// again, and forwarded again). The failure is a fault of the run unless
+// the Conn is closing.
+func (s *settler) forwarded(err error) {
+	s.fmu.Lock()
+	s.fwdDone, s.fwdErr = true, err
+	how, holding := s.held, s.holding
+	s.fmu.Unlock()
+	c := s.k.c
+	if err != nil && !c.closing.Load() {
+		c.faults.Fault(fmt.Errorf("transport amqp: delivery %d of %s: forward failed, the delivery goes back to its queue: %w", s.tag, s.k.queue, err))
+	}
+	if !holding {
+		return // not decided yet: settle sends it
+	}
+	if err != nil && how == ack {
+		how = release
+	}
+	if err := s.send(how); err != nil && !c.closing.Load() && !s.k.halt.Load() {
+		c.faults.Fault(err)
+	}
+}
+
 func (s *settler) settle(how settlement) error {
 	if !s.done.CompareAndSwap(false, true) {
 		return fmt.Errorf("transport amqp: %s delivery %d of %s: already settled", settlementNames[how], s.tag, s.k.queue)
 	}
+	if s.id != "" {
+		s.k.c.unexpectForward(s.id, s) // in case no forward came
+	}
+	s.fmu.Lock()
+	if s.background && !s.fwdDone {
+		s.held, s.holding = how, true // forwarded sends it
+		s.fmu.Unlock()
+		return nil
+	}
+	if s.background && s.fwdErr != nil && how == ack {
+		how = release
+	}
+	s.fmu.Unlock()
+	return s.send(how)
+}
+
+// send settles s with the broker.
+func (s *settler) send(how settlement) error {
 	var err error
 	switch how {
 	case ack:
@@ -273,7 +376,9 @@ func (s *settler) settle(how settlement) error {
 	return nil
 }
 
-// Ack implements transport.Settler: basic.ack.
+// Ack implements transport.Settler: basic.ack; while the delivery's
+// forward is unconfirmed (see WorkEnded), once its confirm has come, or a
+// requeue (basic.nack with requeue) if the forward failed.
 func (s *settler) Ack() error { return s.settle(ack) }
 
 // Reject implements transport.Settler: basic.nack without requeue, so the
@@ -281,5 +386,5 @@ func (s *settler) Ack() error { return s.settle(ack) }
 func (s *settler) Reject(error) error { return s.settle(reject) }
 
 // Release implements transport.Settler: basic.nack with requeue, for
-// another delivery now.
+// another delivery now (after its forward's confirm, if one is awaited).
 func (s *settler) Release() error { return s.settle(release) }

@@ -86,47 +86,87 @@ type waiter struct {
 // closed, or when ctx ends or PublishTimeout passes first. Its MessageId
 // is m.Key (or the envelope's correlation ID when Key is empty) + "." +
 // the destination.
+//
+// When m is the forward of a delivery of this Conn whose stage work has
+// ended (Settler.WorkEnded, registered under that MessageId), Publish
+// returns once the message is sent, and its confirm is awaited in the
+// background, within PublishTimeout and until the Conn closes: the
+// delivery's Ack is held back until the confirm has come, and if the
+// publish fails the Ack becomes a requeue (the message is delivered
+// again) and the failure goes to the Conn's faults. So the router's
+// executor starts its next message while the forward is confirmed, and a
+// message is still acknowledged only after its successor is stored.
 func (p *publisher) Publish(ctx context.Context, m transport.Outgoing) error {
 	key := m.Key
 	if key == "" {
 		key, _ = js.EnvelopeID(m.Data)
 	}
 	id := ""
+	var s *settler
+	data := m.Data
 	if key != "" {
 		id = key + p.suffix
+		if s = p.c.forwarding(id); s != nil {
+			data = append([]byte(nil), m.Data...) // the caller reuses its buffer
+		}
 	}
+	tag, w, err := p.send(ctx, id, data)
+	if err != nil {
+		return err // s, if any, settles as it is told
+	}
+	if s == nil {
+		defer p.c.unbusy()
+		return p.await(ctx, tag, w)
+	}
+	s.inBackground()
+	background := func() {
+		defer p.c.unbusy()
+		s.forwarded(p.await(context.Background(), tag, w))
+	}
+	if !p.c.goroutine(background) {
+		background() // closing: the confirm fails at once
+	}
+	return nil
+}
+
+// send publishes data with MessageId id and registers the waiter of its
+// confirm, under the confirm's delivery tag. The Conn is kept busy until
+// the caller has awaited the confirm (await) and called unbusy; on an
+// error nothing is registered or kept busy.
+func (p *publisher) send(ctx context.Context, id string, data []byte) (uint64, *waiter, error) {
 	w := p.pool.Get().(*waiter)
 	w.id, w.returned = id, ""
-	msg := rmq.Publishing{DeliveryMode: rmq.Persistent, MessageId: id, Body: m.Data}
+	msg := rmq.Publishing{DeliveryMode: rmq.Persistent, MessageId: id, Body: data}
 
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.err != nil {
-		err := p.err
-		p.mu.Unlock()
 		p.pool.Put(w)
-		return err
+		return 0, nil, p.err
 	}
 	// The delivery tag the broker will confirm: tags count the channel's
 	// publishes, which the lock keeps in this order.
 	tag := p.ch.GetNextPublishSeqNo()
 	p.waiting[tag] = w
 	p.c.busy.Add(1)
-	err := p.ch.PublishWithContext(ctx, "", p.queue, true, false, msg)
-	if err != nil {
+	if err := p.ch.PublishWithContext(ctx, "", p.queue, true, false, msg); err != nil {
 		delete(p.waiting, tag)
-		p.mu.Unlock()
 		p.c.unbusy()
 		p.pool.Put(w)
-		return fmt.Errorf("transport amqp: publish to %s on %s: %w", p.queue, p.c.server, err)
+		return 0, nil, fmt.Errorf("transport amqp: publish to %s on %s: %w", p.queue, p.c.server, err)
 	}
-	p.mu.Unlock()
-	defer p.c.unbusy()
+	return tag, w, nil
+}
 
+// await waits for the confirm of the publish with delivery tag tag, within
+// ctx and PublishTimeout, until the Conn closes.
+func (p *publisher) await(ctx context.Context, tag uint64, w *waiter) error {
 	if w.timer == nil {
 		w.timer = time.NewTimer(p.c.publishTimeout)
 	} else {
 		w.timer.Reset(p.c.publishTimeout)
 	}
+	var err error
 	select {
 	case err := <-w.done:
 		w.timer.Stop()
@@ -136,6 +176,8 @@ func (p *publisher) Publish(ctx context.Context, m transport.Outgoing) error {
 		err = context.Cause(ctx)
 	case <-w.timer.C:
 		err = fmt.Errorf("not confirmed within %v", p.c.publishTimeout)
+	case <-p.c.stopping:
+		err = fmt.Errorf("not confirmed: %w", rmq.ErrClosed)
 	}
 	w.timer.Stop()
 	p.mu.Lock()
@@ -199,6 +241,12 @@ func (p *publisher) confirmed(cf rmq.Confirmation) {
 	p.mu.Unlock()
 	if w == nil {
 		return // its Publish gave up
+	}
+	if g := p.c.confirmGate; g != nil {
+		select {
+		case <-g:
+		case <-p.c.stopping:
+		}
 	}
 	var err error
 	switch {
