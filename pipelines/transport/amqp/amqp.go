@@ -41,6 +41,24 @@
 // are counted by destination when the Conn's faults are a
 // pipelines.RedeliverySink.
 //
+// A slot frees only when the broker has the ack, which waits for the
+// forward's confirm: a member of several would idle that long (about 2 ms
+// under a loaded P4) per message. So such a member also keeps a lookahead
+// consumer, as JetStream's lookahead request: a second consumer of the
+// queue on a channel of its own with prefetch 1 and a lower consumer
+// priority (x-priority 0; main consumers have 10). RabbitMQ gives a
+// lower-priority consumer a message only while every higher-priority one
+// is blocked, so a message reaches a lookahead consumer only when every
+// member's main consumer is full (all busy, or holding acks for their
+// confirms), and then waits behind its member's work, to be started the
+// moment that work ends. What it costs: that message may wait there when
+// another member frees first (the queue had no other message for it), and
+// while a member works on it, its main consumer may be free again (its
+// last delivery acked), so a new message can go there while another member
+// is idle. A stage's only member, with prefetch Limit+1, needs no lookahead
+// consumer. Transport.Strict turns lookahead off. Classic and quorum
+// queues both honour consumer priorities.
+//
 // # What a hop costs
 //
 // Two confirms' worth of waiting that the next stage sees: the forward's
@@ -131,6 +149,12 @@ type Transport struct {
 	DialTimeout time.Duration
 	// PublishTimeout: see DefaultPublishTimeout; 0: default.
 	PublishTimeout time.Duration
+	// Strict gives a member of several only its main consumer, no
+	// lookahead consumer (see Dispatch in the package doc): a member
+	// never holds a message it is not working on, and each message costs
+	// its member the forward's confirm and an ack/deliver round trip of
+	// idle time.
+	Strict bool
 }
 
 // Name implements transport.Transport.
@@ -183,6 +207,7 @@ func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn,
 		server:         Mask(u),
 		name:           env.Name,
 		quorum:         t.Quorum,
+		strict:         t.Strict,
 		publishTimeout: t.PublishTimeout,
 		faults:         faults,
 		idle:           make(chan struct{}, 1),
@@ -370,6 +395,7 @@ type Conn struct {
 	server         string // masked URL
 	name           string
 	quorum         bool
+	strict         bool // no lookahead consumers
 	publishTimeout time.Duration
 	faults         bus.Faulter
 	redeliveries   pipelines.RedeliverySink // nil when faults is not one

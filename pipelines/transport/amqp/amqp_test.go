@@ -77,10 +77,18 @@ type rig struct {
 
 func newRig(t testing.TB, quorum bool) *rig {
 	t.Helper()
+	return newRigWith(t, amqp.Transport{Quorum: quorum})
+}
+
+// newRigWith is newRig with tr's options (its URL is the shared node's)
+// for every Conn the rig opens.
+func newRigWith(t testing.TB, tr amqp.Transport) *rig {
+	t.Helper()
 	if tt, ok := t.(*testing.T); ok {
 		benchkit.CheckLeaks(tt)
 	}
-	r := &rig{t: t, tr: amqp.Transport{URL: rabbittest.Shared(t), Quorum: quorum}, faults: &faults{}}
+	tr.URL = rabbittest.Shared(t)
+	r := &rig{t: t, tr: tr, faults: &faults{}}
 	r.run = transport.Run{Subjects: bus.NewSubjects(), Stages: 2}
 	r.conn = r.open("setup", r.faults)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -222,10 +230,11 @@ func TestPublishConsumeAck(t *testing.T) {
 	}
 }
 
-// TestPrefetchBoundsUnsettled: a member with Limit 2 holds exactly 2 of 5
-// queued messages, and gets the 3rd only once it acks one.
+// TestPrefetchBoundsUnsettled: a member with Limit 2 (Strict: no
+// lookahead) holds exactly 2 of 5 queued messages, and gets the 3rd only
+// once it acks one.
 func TestPrefetchBoundsUnsettled(t *testing.T) {
-	r := newRig(t, false)
+	r := newRigWith(t, amqp.Transport{Strict: true})
 	r.publish(0, "1", "2", "3", "4", "5")
 	m := r.member(r.conn, 0, "w1", 2)
 	d1, d2 := m.next(t), m.next(t)
@@ -250,11 +259,11 @@ func TestPrefetchBoundsUnsettled(t *testing.T) {
 	m.next(t)
 }
 
-// TestSharedMembersWorkConserving: with two members of Limit 1, a busy
-// member gets nothing while the other is free, and nothing waits behind a
-// busy member.
+// TestSharedMembersWorkConserving: with two members of Limit 1 (Strict:
+// no lookahead), a busy member gets nothing while the other is free, and
+// nothing waits behind a busy member.
 func TestSharedMembersWorkConserving(t *testing.T) {
-	r := newRig(t, false)
+	r := newRigWith(t, amqp.Transport{Strict: true})
 	a := r.member(r.open("a", r.faults), 1, "a", 1)
 	b := r.member(r.open("b", r.faults), 1, "b", 1)
 	r.publish(1, "first")
@@ -376,8 +385,8 @@ func TestDrainHandsOverWhatArrived(t *testing.T) {
 	for len(m.ch) > 0 {
 		held = append(held, <-m.ch)
 	}
-	if len(held) != 5 {
-		t.Fatalf("%d deliveries handed over, want the prefetch, 5", len(held))
+	if len(held) != 6 {
+		t.Fatalf("%d deliveries handed over, want the prefetch, 5, and the lookahead's 1", len(held))
 	}
 	m.none(t, "a delivery after Drain")
 	for _, d := range held {
@@ -385,8 +394,8 @@ func TestDrainHandsOverWhatArrived(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := r.depth(0); got != n-5 {
-		t.Fatalf("queue holds %d, want %d", got, n-5)
+	if got := r.depth(0); got != n-6 {
+		t.Fatalf("queue holds %d, want %d", got, n-6)
 	}
 }
 
@@ -754,6 +763,14 @@ func TestPrefetch(t *testing.T) {
 	} {
 		if got := amqp.Prefetch(run, c.stage, c.opts); got != c.want {
 			t.Errorf("stage %d %+v: prefetch %d, want %d", c.stage, c.opts, got, c.want)
+		}
+		// A lookahead consumer for the members of several only.
+		ahead := c.want == c.opts.Limit && c.want > 0
+		if got := amqp.Lookahead(run, c.stage, c.opts, false); got != ahead {
+			t.Errorf("stage %d %+v: lookahead %v, want %v", c.stage, c.opts, got, ahead)
+		}
+		if amqp.Lookahead(run, c.stage, c.opts, true) {
+			t.Errorf("stage %d %+v: lookahead when strict", c.stage, c.opts)
 		}
 	}
 	if got := amqp.Prefetch(transport.Run{Stages: 4}, 1, transport.ConsumeOptions{Limit: 1, Shared: true}); got != 1 {

@@ -27,7 +27,7 @@ func envelope(t *testing.T, id string) []byte {
 	return data
 }
 
-// forwardRig is a member of S1 (prefetch 1) on a Conn of its own whose
+// forwardRig is a member of S1 (prefetch 1, Strict: no lookahead) on a Conn of its own whose
 // confirms wait for gate, and that Conn's publisher to S2.
 type forwardRig struct {
 	*rig
@@ -39,7 +39,7 @@ type forwardRig struct {
 }
 
 func newForwardRig(t *testing.T) *forwardRig {
-	r := &forwardRig{rig: newRig(t, false), f: &faults{}, gate: make(chan struct{})}
+	r := &forwardRig{rig: newRigWith(t, amqp.Transport{Strict: true}), f: &faults{}, gate: make(chan struct{})}
 	r.c = r.open("fwd", r.f)
 	amqp.HoldConfirms(r.c, r.gate)
 	r.m = r.member(r.c, 0, "w", 1)
