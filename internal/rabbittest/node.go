@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,58 @@ type Node struct {
 	epmd   *exec.Cmd
 	log    *os.File
 	epLog  *os.File
+	// spawn starts the node's processes from one OS thread that lives as
+	// long as they do: Linux sends Pdeathsig when the thread that forked a
+	// child ends, not the process, and Go ends a thread whose goroutine
+	// exits locked to it (stage work does: pipelines.spinFor), which would
+	// kill a node started from it in the middle of the test binary.
+	spawn *spawner
 }
+
+// spawner runs exec.Cmd.Start on a goroutine locked to its OS thread
+// until close (as internal/procs.Group does for worker processes).
+type spawner struct {
+	req  chan *spawnReq
+	done chan struct{}
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+func newSpawner() *spawner {
+	s := &spawner{req: make(chan *spawnReq), done: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// run is the spawner's goroutine: never unlocked, so its thread ends with
+// it, after close, when the node's processes have been reaped.
+func (s *spawner) run() {
+	runtime.LockOSThread()
+	defer close(s.done)
+	for r := range s.req {
+		r.err <- r.cmd.Start()
+	}
+}
+
+// start starts cmd from the spawner's thread.
+func (s *spawner) start(cmd *exec.Cmd) error {
+	r := &spawnReq{cmd: cmd, err: make(chan error, 1)}
+	s.req <- r
+	return <-r.err
+}
+
+// close ends the spawner's goroutine and thread.
+func (s *spawner) close() {
+	close(s.req)
+	<-s.done
+}
+
+// SpawnerFunc is the spawner goroutine's function, for goroutine leak
+// checks to ignore: a shared node's spawner lives until the binary's end.
+const SpawnerFunc = "github.com/natspipe/natspipe/internal/rabbittest.(*spawner).run"
 
 // options say how to start a node.
 type options struct {
@@ -130,7 +182,7 @@ func start(o options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("rabbittest: %w", err)
 	}
-	n = &Node{Dir: dir}
+	n = &Node{Dir: dir, spawn: newSpawner()}
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return n, fmt.Errorf("rabbittest: %w", err)
 	}
@@ -181,7 +233,7 @@ func start(o options) (n *Node, err error) {
 	n.epmd.Stdout, n.epmd.Stderr = n.epLog, n.epLog
 	n.epmd.Env = append(baseEnv(), "HOME="+dir)
 	n.epmd.SysProcAttr = childAttr()
-	if err := n.epmd.Start(); err != nil {
+	if err := n.spawn.start(n.epmd); err != nil {
 		n.epmd = nil
 		return n, fmt.Errorf("rabbittest: start epmd: %w", err)
 	}
@@ -219,7 +271,7 @@ func start(o options) (n *Node, err error) {
 	)
 	n.rabbit.Env = n.env
 	n.rabbit.SysProcAttr = childAttr()
-	if err := n.rabbit.Start(); err != nil {
+	if err := n.spawn.start(n.rabbit); err != nil {
 		n.rabbit = nil
 		return n, fmt.Errorf("rabbittest: start %s: %w", o.program, err)
 	}
@@ -411,6 +463,10 @@ func (n *Node) Stop() error {
 		}
 	}
 	n.log, n.epLog = nil, nil
+	if n.spawn != nil {
+		n.spawn.close() // after the processes are reaped
+		n.spawn = nil
+	}
 	if n.Dir != "" {
 		if err := os.RemoveAll(n.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("rabbittest: remove %s: %w", n.Dir, err))

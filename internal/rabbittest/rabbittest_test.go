@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +24,7 @@ func checkLeaks(t *testing.T) {
 	t.Helper()
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
-		if err := goleak.Find(before); err != nil {
+		if err := goleak.Find(before, goleak.IgnoreAnyFunction(SpawnerFunc)); err != nil {
 			t.Errorf("goroutines outlived the test: %v", err)
 		}
 	})
@@ -172,4 +173,49 @@ func dirs(t *testing.T, root string) []string {
 		}
 	}
 	return names
+}
+
+// TestNodeOutlivesItsStartersThread starts a node from a goroutine that
+// ends locked to its OS thread, so Go ends the thread: Pdeathsig follows
+// the thread that forked a child, so a node forked from it would be killed
+// (a shared node started in one benchmark died when a later one's locked
+// goroutine ended on the same thread). The node must still answer.
+func TestNodeOutlivesItsStartersThread(t *testing.T) {
+	checkLeaks(t)
+	RequireProgram(t)
+	var n *Node
+	var err error
+	for try := 0; n == nil && err == nil; try++ {
+		if try == 20 {
+			t.Fatal("20 goroutines in a row ran on the main thread, which Go never ends")
+		}
+		started := make(chan struct{})
+		go func() {
+			defer close(started)
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			if syscall.Gettid() == syscall.Getpid() {
+				return // the main thread: Go parks it rather than end it; try again
+			}
+			n, err = start(defaultOptions())
+		}()
+		<-started
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // Pdeathsig is sent at once; give the node time to go
+	if err := Check(n.URL, CheckTimeout); err != nil {
+		t.Fatalf("node started from a thread that ended: %v\n%s", err, n.LogTail())
+	}
+	rabbit, epmd := n.Pids()
+	for _, pid := range []int{rabbit, epmd} {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Errorf("node process %d: %v", pid, err)
+		}
+	}
 }
