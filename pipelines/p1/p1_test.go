@@ -42,11 +42,21 @@ func config(spec pipelines.Spec) pipelines.RunConfig {
 	return pipelines.RunConfig{Spec: spec, Variant: "p1", Bound: p1v.Bound(variants.Config{Spec: spec}), Window: 8}
 }
 
+// TestP1ExactlyOnceOneAtATime runs P1 over every transport (a broker of
+// its own found or started by internal/brokertest, or skipped saying why):
+// every message once through every stage, one at a time, and a clean close
+// (the run torn down on the broker).
 func TestP1ExactlyOnceOneAtATime(t *testing.T) {
+	for _, tr := range transports.All() {
+		t.Run("transport="+tr.Name(), func(t *testing.T) { p1ExactlyOnce(t, brokertest.For(t, tr)) })
+	}
+}
+
+func p1ExactlyOnce(t *testing.T, tr transport.Transport) {
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
-	fx := varianttest.Start(t, srv.Conn, start, config(spec))
+	fx := varianttest.StartOn(t, srv.Conn, tr, startOn(tr), config(spec))
 	res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 60)
 	if err != nil {
 		t.Fatal(err)

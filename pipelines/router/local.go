@@ -89,10 +89,13 @@ func (l *Local) Close() error {
 }
 
 func (l *Local) close() error {
-	err := l.conn.Close()
+	// The run is torn down on the Conn that set it up, before it closes
+	// (a RabbitMQ Conn's connection closes with it); the router has
+	// stopped its consumers.
 	ctx, cancel := context.WithTimeout(context.Background(), transport.CloseTimeout)
 	defer cancel()
-	if e := l.conn.Teardown(ctx, l.run); e != nil {
+	err := l.conn.Teardown(ctx, l.run)
+	if e := l.conn.Close(); e != nil {
 		err = errors.Join(err, e)
 	}
 	if e := bus.Drain(l.nc); e != nil && !errors.Is(e, nats.ErrConnectionClosed) {

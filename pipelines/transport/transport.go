@@ -10,7 +10,8 @@
 // sink's input is destination N (Run.Done). The process that starts a
 // pipeline (P1/P2's Start, P3/P4's fleet) calls Conn.Setup once for the
 // run, before any member consumes and before the source publishes, and
-// Conn.Teardown after every member and the sink have stopped. Every member
+// Conn.Teardown after every member and the sink have stopped, on that
+// same Conn before it is drained or closed. Every member
 // of a stage (P1/P2: the one process; P3/P4: each worker process) opens its
 // own Conn and calls Consume for its stage: it is one member of the stage's
 // group, and the group's members share the stage's messages.
