@@ -18,7 +18,8 @@ import (
 // mid-run over the brokers of their own, RabbitMQ (a private node, or
 // RABBITMQ_URL) and Kafka (franz-go's kfake, or KAFKA_BROKERS): nothing is
 // lost, every correlation ID reaches the sink once (a duplicate is counted
-// and dropped), and what the victim held is redelivered and counted. S2 is
+// and dropped), and what the victim held is redelivered (and, over
+// RabbitMQ, counted; Kafka's count is a lower bound). S2 is
 // made the bottleneck (20 ms against S1's 2 ms, window 32), so its workers
 // always have work queued and the victim always holds a message when it
 // dies.
@@ -42,7 +43,13 @@ func TestBrokerKillS2WorkerMidRun(t *testing.T) {
 				t.Errorf("incidents %v, want %s's death", res.Incidents, victim)
 			}
 			exactlyOnce(t, res, n)
-			if res.Redeliveries["S2"] < 1 {
+			// RabbitMQ flags every redelivery. Kafka has no such flag: a
+			// record counts as redelivered when it is at or below the
+			// highest offset the last commit recorded as handed out, so a
+			// record the victim took after its last commit (at most
+			// CommitInterval before it died) comes again as a first
+			// delivery: kafka's count is a lower bound (package doc).
+			if res.Redeliveries["S2"] < 1 && tr.Name() != kafka.Name {
 				t.Errorf("redeliveries %v: want at least one at S2 (what %s held)", res.Redeliveries, victim)
 			}
 			t.Logf("%s: duplicates %d, redeliveries %s", res.Name(), res.Duplicates, pipelines.FormatRedeliveries(res.Redeliveries))
