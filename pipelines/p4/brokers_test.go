@@ -19,17 +19,18 @@ import (
 // RABBITMQ_URL) and Kafka (franz-go's kfake, or KAFKA_BROKERS): nothing is
 // lost, every correlation ID reaches the sink once (a duplicate is counted
 // and dropped), and what the victim held is redelivered (and, over
-// RabbitMQ, counted; Kafka's count is a lower bound). S2 is
-// made the bottleneck (20 ms against S1's 2 ms, window 32), so its workers
-// always have work queued and the victim always holds a message when it
-// dies.
+// RabbitMQ, counted; Kafka's count is a lower bound). S2 is made the
+// bottleneck by far (4 workers x 40 ms, 100 msgs/s, against S1's 1 ms,
+// which stays ahead even under -race on a busy machine where a hop costs
+// milliseconds; window 32), so its workers always have work queued and the
+// victim holds a message when it dies.
 func TestBrokerKillS2WorkerMidRun(t *testing.T) {
 	for _, tr := range []transport.Transport{amqp.Transport{}, kafka.Transport{}} {
 		t.Run("transport="+tr.Name(), func(t *testing.T) {
 			benchkit.CheckLeaks(t)
 			tr := brokertest.For(t, tr)
-			spec := pipelines.Spec{Durations: []time.Duration{2 * time.Millisecond, 20 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
-			const n = 300
+			spec := pipelines.Spec{Durations: []time.Duration{time.Millisecond, 40 * time.Millisecond, time.Millisecond, time.Millisecond}, Work: pipelines.Sleep, PayloadSize: 32}
+			const n = 200
 			r := newRig(t, spec, Options{Alloc: Alloc{1, 4, 1, 1}, Processes: fleet.Processes{Transport: tr}},
 				pipelines.RunConfig{Window: 32, LossTimeout: 45 * time.Second, Timeout: 2 * time.Minute})
 			const victim = "p4-S2-w2"
