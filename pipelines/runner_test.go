@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -221,15 +222,21 @@ func TestDuplicatesCountedPastTheList(t *testing.T) {
 	}
 }
 
-// TestProgress checks that Progress follows a run from another goroutine:
-// zero between runs, then sent and completed counts that only grow, up to
-// the run's own counts.
+// TestProgress checks that Progress follows a run: zero between runs, then
+// sent and completed counts that only grow, up to the run's own counts. It
+// reads Progress at every message from inside the pipeline (so the samples
+// do not depend on the machine's speed) and, for the race detector, from
+// another goroutine meanwhile.
 func TestProgress(t *testing.T) {
 	r, p := scriptedRunner(t, time.Minute)
-	if p := r.Progress(); p != (Progress{}) {
-		t.Fatalf("before a run: %+v, want zero", p)
+	if g := r.Progress(); g != (Progress{}) {
+		t.Fatalf("before a run: %+v, want zero", g)
 	}
 	var seen []Progress
+	p.on = func(seq uint64, _ []byte) bool {
+		seen = append(seen, r.Progress())
+		return true
+	}
 	stop := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
@@ -238,28 +245,30 @@ func TestProgress(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Millisecond):
-				if g := r.Progress(); g.N != 0 {
-					seen = append(seen, g)
-				}
+			default:
+				_ = r.Progress()
+				runtime.Gosched()
 			}
 		}
 	}()
-	res, err := r.Run(context.Background(), p, 2000)
+	const n = 500
+	res, err := r.Run(context.Background(), p, n)
 	close(stop)
 	<-watched
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) == 0 {
-		t.Fatal("no progress seen during a 2000-message run")
+	if len(seen) != n {
+		t.Fatalf("%d progress samples, want one per message (%d)", len(seen), n)
 	}
 	for i, g := range seen {
-		if g.N != 2000 || g.Completed > g.Sent || g.Sent > 2000 || (i > 0 && (g.Sent < seen[i-1].Sent || g.Completed < seen[i-1].Completed || g.Elapsed < seen[i-1].Elapsed)) {
-			t.Fatalf("progress %d: %+v after %+v", i, g, seen[max(i-1, 0)])
+		// Message i is sent (Sent i+1) and not yet back when its stage runs.
+		if g.N != n || g.Sent != i+1 || g.Completed > i || g.Completed < i-r.Config().Window || g.Lost != 0 ||
+			(i > 0 && g.Elapsed < seen[i-1].Elapsed) {
+			t.Fatalf("progress at message %d: %+v (before: %+v)", i, g, seen[max(i-1, 0)])
 		}
 	}
-	if res.Completed != 2000 || r.Progress() != (Progress{}) {
+	if res.Completed != n || r.Progress() != (Progress{}) {
 		t.Errorf("completed %d, progress after the run %+v", res.Completed, r.Progress())
 	}
 }

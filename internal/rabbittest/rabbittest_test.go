@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -61,7 +62,9 @@ func TestNodeStartsAnswersStops(t *testing.T) {
 	if !strings.HasPrefix(n.Name, "natspipe-") || !strings.HasSuffix(n.Name, "@localhost") {
 		t.Fatalf("node name %q", n.Name)
 	}
-	if out, err := n.Ctl(context.Background(), "status"); err != nil || !strings.Contains(out, n.Name) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // rabbitmqctl starts an Erlang VM
+	defer cancel()
+	if out, err := n.Ctl(ctx, "status"); err != nil || !strings.Contains(out, n.Name) {
 		t.Fatalf("rabbitmqctl status: %v\n%s", err, out)
 	}
 	dir := n.Dir
@@ -166,9 +169,15 @@ func dirs(t *testing.T, root string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Only this binary's: other test binaries running beside it (a busy
+	// machine, go test -p) start and stop nodes of their own meanwhile.
 	var names []string
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "natspipe-rabbit-") {
+		if !strings.HasPrefix(e.Name(), dirPrefix) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(root, e.Name(), ownerFile))
+		if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 			names = append(names, e.Name())
 		}
 	}

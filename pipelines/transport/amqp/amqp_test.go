@@ -29,6 +29,22 @@ const quiet = 300 * time.Millisecond
 // wait bounds every wait for something that must happen.
 const wait = 10 * time.Second
 
+// ctlWait bounds a rabbitmqctl command: each starts an Erlang VM, which
+// takes seconds, and many more on a busy machine.
+const ctlWait = time.Minute
+
+// ctl runs rabbitmqctl args against node within ctlWait.
+func ctl(t *testing.T, node *rabbittest.Node, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ctlWait)
+	defer cancel()
+	out, err := node.Ctl(ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // faults collects a Conn's asynchronous errors and counts redeliveries
 // (a pipelines.RedeliverySink).
 type faults struct {
@@ -421,16 +437,12 @@ func TestPublishWaitsForConfirm(t *testing.T) {
 	if node == nil {
 		t.Skip("the broker is RABBITMQ_URL's: cannot raise its memory alarm")
 	}
-	if _, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.000001"); err != nil {
-		t.Fatal(err)
-	}
+	ctl(t, node, "set_vm_memory_high_watermark", "0.000001")
 	restored := false
 	restore := func() {
 		if !restored {
 			restored = true
-			if _, err := node.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4"); err != nil {
-				t.Error(err)
-			}
+			ctl(t, node, "set_vm_memory_high_watermark", "0.4")
 		}
 	}
 	defer restore()
@@ -445,7 +457,9 @@ func TestPublishWaitsForConfirm(t *testing.T) {
 		t.Fatalf("Publish during the alarm: %v after %v, want the context's deadline", err, time.Since(start))
 	}
 	restore()
-	if err := p.Publish(ctx, transport.Outgoing{Data: []byte("z"), Key: "k3"}); err != nil {
+	after, cancelAfter := context.WithTimeout(context.Background(), wait)
+	defer cancelAfter()
+	if err := p.Publish(after, transport.Outgoing{Data: []byte("z"), Key: "k3"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -635,12 +649,7 @@ func TestConnectionLossIsFault(t *testing.T) {
 	f := &faults{}
 	victim := r.open("victim", f)
 	r.member(victim, 0, "v", 1)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	out, err := node.Ctl(ctx, "list_connections", "--quiet", "--no-table-headers", "pid", "client_properties")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := ctl(t, node, "list_connections", "--quiet", "--no-table-headers", "pid", "client_properties")
 	pid := ""
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, `"victim"`) {
@@ -650,9 +659,7 @@ func TestConnectionLossIsFault(t *testing.T) {
 	if pid == "" {
 		t.Fatalf("no connection named victim in:\n%s", out)
 	}
-	if _, err := node.Ctl(ctx, "close_connection", pid, "test closes it"); err != nil {
-		t.Fatal(err)
-	}
+	ctl(t, node, "close_connection", pid, "test closes it")
 	deadline := time.Now().Add(wait)
 	var errs []error
 	for len(errs) == 0 && time.Now().Before(deadline) {
