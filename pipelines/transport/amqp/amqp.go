@@ -212,7 +212,6 @@ func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn,
 		faults:         faults,
 		idle:           make(chan struct{}, 1),
 		stopping:       make(chan struct{}),
-		forwards:       make(map[string]*settler),
 	}
 	if c.publishTimeout <= 0 {
 		c.publishTimeout = DefaultPublishTimeout
@@ -418,7 +417,7 @@ type Conn struct {
 	consumers []*consumer
 	// forwards are the deliveries whose stage work has ended, by the
 	// MessageId their forward will carry (see settler.WorkEnded).
-	forwards  map[string]*settler
+	forwards  transport.Forwards[*settler]
 	loops     sync.WaitGroup // every goroutine of the Conn
 	closeOnce sync.Once
 	closeErr  error
@@ -634,12 +633,7 @@ func (c *Conn) close(deadline time.Time) error {
 // forwarding takes the delivery registered for the forward with
 // MessageId id, if any.
 func (c *Conn) forwarding(id string) *settler {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.forwards[id]
-	if s != nil {
-		delete(c.forwards, id)
-	}
+	s, _ := c.forwards.Take(id)
 	return s
 }
 
@@ -647,22 +641,12 @@ func (c *Conn) forwarding(id string) *settler {
 // MessageId id; false if another delivery of this Conn is registered for
 // it (a redelivery of a message still being forwarded here).
 func (c *Conn) expectForward(id string, s *settler) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.forwards[id]; ok {
-		return false
-	}
-	c.forwards[id] = s
-	return true
+	return c.forwards.Expect(id, s)
 }
 
 // unexpectForward drops s's registration under id, if it is still there.
 func (c *Conn) unexpectForward(id string, s *settler) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.forwards[id] == s {
-		delete(c.forwards, id)
-	}
+	c.forwards.Drop(id, s)
 }
 
 // destName names destination i of run: the stage "S1".."SN", or "done".

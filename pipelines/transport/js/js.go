@@ -185,7 +185,7 @@ func (t Transport) Open(ctx context.Context, env transport.Env) (transport.Conn,
 	bus.TolerateDisconnects(env.NC, faults, o.PublishTimeout, "js transport on "+server)
 	stopping, stop := context.WithCancel(context.Background())
 	return &Conn{nc: env.NC, js: js, opts: o, server: server, faults: faults,
-		forwards: make(map[string]*settler), stopping: stopping, stop: stop}, nil
+		stopping: stopping, stop: stop}, nil
 }
 
 type discard struct{}
@@ -260,7 +260,7 @@ type Conn struct {
 	consumers []*consumer
 	// forwards are the deliveries whose stage work has ended, by the
 	// Nats-Msg-Id their forward will carry (see settler.WorkEnded).
-	forwards map[string]*settler
+	forwards transport.Forwards[*settler]
 
 	background sync.WaitGroup  // forwards published in the background
 	stopping   context.Context // cancelled by Close: background forwards give up
@@ -446,12 +446,7 @@ func (p *publisher) publish(ctx context.Context, msg *nats.Msg) error {
 // forwarding takes the delivery registered for the forward with
 // Nats-Msg-Id id, if any.
 func (c *Conn) forwarding(id string) *settler {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.forwards[id]
-	if s != nil {
-		delete(c.forwards, id)
-	}
+	s, _ := c.forwards.Take(id)
 	return s
 }
 
@@ -459,22 +454,12 @@ func (c *Conn) forwarding(id string) *settler {
 // Nats-Msg-Id id; false if another delivery of this Conn is registered
 // for it (a redelivery of a message still forwarding here).
 func (c *Conn) expectForward(id string, s *settler) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.forwards[id]; ok {
-		return false
-	}
-	c.forwards[id] = s
-	return true
+	return c.forwards.Expect(id, s)
 }
 
 // unexpectForward drops s's registration under id, if it is still there.
 func (c *Conn) unexpectForward(id string, s *settler) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.forwards[id] == s {
-		delete(c.forwards, id)
-	}
+	c.forwards.Drop(id, s)
 }
 
 // transient reports whether a publish may succeed if tried again: the
