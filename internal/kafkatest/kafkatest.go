@@ -23,6 +23,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/natspipe/natspipe/internal/benchrun"
 )
 
 // EnvBrokers names a real cluster: host:port seed brokers, comma-separated
@@ -49,9 +51,10 @@ const SkipReal = "kafka: benchmarks need a real Kafka cluster: set " + EnvBroker
 // cluster EnvBrokers names ("kafka"), or else a fresh kfake cluster
 // ("kfake") of FakeBrokers brokers on 127.0.0.1, with automatic topic
 // creation off (as the transport creates its topics), closed in tb's
-// Cleanup.
+// Cleanup. A test skips in a benchmark run (package benchrun).
 func Brokers(tb testing.TB) (brokers []string, kind string) {
 	tb.Helper()
+	benchrun.SkipTest(tb, "kafka: broker test")
 	if b := named(); b != nil {
 		return b, KindKafka
 	}

@@ -18,7 +18,6 @@ package rabbittest
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/pipelines/transport/amqp"
 )
 
@@ -89,7 +89,7 @@ func Required(getenv func(string) string) bool {
 // neither RABBITMQ_URL is set nor rabbitmq-server is installed.
 func Require(tb testing.TB) {
 	tb.Helper()
-	skipInBenchRun(tb)
+	benchrun.SkipTest(tb, "amqp: RabbitMQ test")
 	if os.Getenv(EnvURL) == "" && Program() == "" {
 		unavailable(tb)
 	}
@@ -99,27 +99,12 @@ func Require(tb testing.TB) {
 // needs rabbitmq-server installed, whatever RABBITMQ_URL says.
 func RequireProgram(tb testing.TB) string {
 	tb.Helper()
-	skipInBenchRun(tb)
+	benchrun.SkipTest(tb, "amqp: RabbitMQ test")
 	p := Program()
 	if p == "" {
 		unavailable(tb)
 	}
 	return p
-}
-
-// skipInBenchRun skips a test (not a benchmark) in a run of the test
-// binary that runs benchmarks (-test.bench): the main job, go test
-// -bench=. ./..., stays a benchmark run and under its 3 minutes, and
-// RabbitMQ's tests, which start nodes of seconds each, run in go test ./...
-// and CI.
-func skipInBenchRun(tb testing.TB) {
-	tb.Helper()
-	if _, bench := tb.(*testing.B); bench {
-		return
-	}
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		tb.Skip("amqp: tests skip in a benchmark run (-bench); go test ./... runs them")
-	}
 }
 
 func unavailable(tb testing.TB) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/brokertest"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/varianttest"
@@ -94,6 +95,7 @@ func TestP1Malformed(t *testing.T) {
 // TestP1ServerGone: a server that goes away for good fails the run,
 // within the transport's reconnect bound, saying the connection went.
 func TestP1ServerGone(t *testing.T) {
+	benchrun.SkipTest(t, "fault injection")
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	if srv.External {
