@@ -49,9 +49,14 @@ func Main(m *testing.M) int { return rabbittest.Main(m, run) }
 // run is Main before the shared broker is stopped.
 func run(m *testing.M) int {
 	err := CheckEnv(nil)
-	if dir := os.Getenv(trace.EnvTrace); err == nil && dir != "" && benchmarking() {
-		if perr := trace.ProbeDir(dir); perr != nil {
-			err = fmt.Errorf("%s=%q: %w", trace.EnvTrace, dir, perr)
+	if err == nil && benchmarking() {
+		dir, derr := trace.DirFromEnv(nil)
+		if derr != nil {
+			err = derr
+		} else if dir != "" {
+			if perr := trace.ProbeDir(dir); perr != nil {
+				err = fmt.Errorf("%s=%q: %w", trace.EnvTrace, dir, perr)
+			}
 		}
 	}
 	if err != nil {

@@ -374,15 +374,56 @@ func WriteEnv(getenv pipelines.Getenv, name string, res *pipelines.Result, s pip
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	dir := getenv(EnvTrace)
-	if dir == "" {
-		return "", nil
+	dir, err := DirFromEnv(getenv)
+	if dir == "" || err != nil {
+		return "", err
 	}
 	path, err := Write(dir, name, res, ServerVersion(s))
 	if err != nil {
 		return "", fmt.Errorf("%s=%s: %w", EnvTrace, dir, err)
 	}
 	return path, nil
+}
+
+// DirFromEnv returns the directory NATSPIPE_TRACE names for a test or
+// benchmark, "" when it is unset. A relative path is resolved against the
+// module root (the nearest directory up from the working directory that
+// holds go.mod), not the working directory: go test runs each package's
+// binary in the package's own directory, so that NATSPIPE_TRACE=traces
+// given at the repository's root means its traces/ for every package. With
+// no go.mod above, a relative path stays relative to the working
+// directory. getenv nil means os.Getenv.
+func DirFromEnv(getenv pipelines.Getenv) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	dir := getenv(EnvTrace)
+	if dir == "" || filepath.IsAbs(dir) {
+		return dir, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("%s=%s: resolve against the module root: %w", EnvTrace, dir, err)
+	}
+	if root := moduleRoot(wd); root != "" {
+		return filepath.Join(root, dir), nil
+	}
+	return dir, nil
+}
+
+// moduleRoot is the nearest directory from dir upwards holding go.mod, ""
+// when there is none.
+func moduleRoot(dir string) string {
+	for {
+		if fi, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !fi.IsDir() {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return ""
+		}
+		dir = up
+	}
 }
 
 // Write writes res's trace, recording serverVersion as the NATS server's

@@ -190,6 +190,47 @@ func TestWriteEnv(t *testing.T) {
 	}
 }
 
+func TestDirFromEnvResolvesAgainstModuleRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module example.com/m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pkg := filepath.Join(root, "pipelines", "p4")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(pkg) // as go test runs a package's binary
+	for value, want := range map[string]string{
+		"":                       "",
+		"traces":                 filepath.Join(root, "traces"),
+		"out/traces":             filepath.Join(root, "out", "traces"),
+		"../x":                   filepath.Join(filepath.Dir(root), "x"),
+		filepath.Join(root, "a"): filepath.Join(root, "a"),
+	} {
+		got, err := DirFromEnv(func(k string) string {
+			if k == EnvTrace {
+				return value
+			}
+			return ""
+		})
+		if err != nil || got != want {
+			t.Errorf("%s=%q: got %q, %v; want %q", EnvTrace, value, got, err, want)
+		}
+	}
+}
+
+func TestDirFromEnvWithoutModule(t *testing.T) {
+	dir := t.TempDir()
+	if moduleRoot(dir) != "" {
+		t.Skipf("a go.mod above %s", dir)
+	}
+	t.Chdir(dir)
+	got, err := DirFromEnv(func(string) string { return "traces" })
+	if err != nil || got != "traces" {
+		t.Errorf("got %q, %v; want traces, relative to the working directory", got, err)
+	}
+}
+
 type versioned string
 
 func (v versioned) ServerVersion() string            { return string(v) }
