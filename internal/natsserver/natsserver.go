@@ -229,6 +229,19 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// server is the running (or last) embedded nats-server.
+func (s *Server) server() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+// running reports whether an embedded server is up.
+func (s *Server) running() bool {
+	srv := s.server()
+	return srv != nil && srv.Running()
+}
+
 // Restart stops an embedded server (Shutdown) and starts it again (Start)
 // on the same port and store.
 func (s *Server) Restart() error {

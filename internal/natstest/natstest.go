@@ -77,3 +77,24 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	tb.Cleanup(s.Close)
 	return s
 }
+
+// Cluster is an embedded NATS cluster for a test: see natsserver.Cluster.
+type Cluster = natsserver.Cluster
+
+// ClusterSize is the number of nodes StartCluster starts.
+const ClusterSize = 3
+
+// StartCluster returns an embedded cluster of ClusterSize nodes for tb, on
+// loopback, JetStream clustered, ready (routes up, a meta leader elected),
+// shut down when tb ends. It ignores NATS_URL: a test that stops a node
+// needs nodes of its own. Connect to a given node with NodeConn(i), or to
+// any with Conn (the seed list of every node).
+func StartCluster(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := natsserver.EmbedCluster(ClusterSize, nil)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
