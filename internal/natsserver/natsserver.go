@@ -236,6 +236,15 @@ func (s *Server) server() *server.Server {
 	return s.srv
 }
 
+// Name is an embedded server's name (server_name, its ID when it has
+// none), as JetStream's cluster info names it; "" for an external one.
+func (s *Server) Name() string {
+	if srv := s.server(); srv != nil {
+		return srv.Name()
+	}
+	return ""
+}
+
 // running reports whether an embedded server is up.
 func (s *Server) running() bool {
 	srv := s.server()
