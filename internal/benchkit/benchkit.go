@@ -10,13 +10,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/natspipe/natspipe/bench/gate"
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/internal/rabbittest"
 	"github.com/natspipe/natspipe/pipelines"
@@ -49,7 +49,7 @@ func Main(m *testing.M) int { return rabbittest.Main(m, run) }
 // run is Main before the shared broker is stopped.
 func run(m *testing.M) int {
 	err := CheckEnv(nil)
-	if dir := os.Getenv(trace.EnvTrace); err == nil && dir != "" && benchmarking() {
+	if dir := os.Getenv(trace.EnvTrace); err == nil && dir != "" && benchrun.Active() {
 		if perr := trace.ProbeDir(dir); perr != nil {
 			err = fmt.Errorf("%s=%q: %w", trace.EnvTrace, dir, perr)
 		}
@@ -58,7 +58,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "parameters: %v\n", err)
 		return 2
 	}
-	if benchmarking() {
+	if benchrun.Active() {
 		PrintUnits(os.Stdout)
 	}
 	return m.Run()
@@ -93,15 +93,6 @@ func CheckEnv(getenv pipelines.Getenv) error {
 	_, err = FullSweep(getenv)
 	add(err)
 	return errors.Join(errs...)
-}
-
-func benchmarking() bool {
-	for _, a := range os.Args[1:] {
-		if strings.HasPrefix(a, "-test.bench=") && a != "-test.bench=" {
-			return true
-		}
-	}
-	return false
 }
 
 // Report reports res's metrics on b: msgs/s (steady state), p50-ms,

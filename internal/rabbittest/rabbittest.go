@@ -18,7 +18,6 @@ package rabbittest
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/pipelines/transport/amqp"
 )
 
@@ -108,18 +108,11 @@ func RequireProgram(tb testing.TB) string {
 }
 
 // skipInBenchRun skips a test (not a benchmark) in a run of the test
-// binary that runs benchmarks (-test.bench): the main job, go test
-// -bench=. ./..., stays a benchmark run and under its 3 minutes, and
-// RabbitMQ's tests, which start nodes of seconds each, run in go test ./...
-// and CI.
+// binary that runs benchmarks (see benchrun): RabbitMQ's tests start nodes
+// of seconds each.
 func skipInBenchRun(tb testing.TB) {
 	tb.Helper()
-	if _, bench := tb.(*testing.B); bench {
-		return
-	}
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		tb.Skip("amqp: tests skip in a benchmark run (-bench); go test ./... runs them")
-	}
+	benchrun.SkipTest(tb, "amqp: tests")
 }
 
 func unavailable(tb testing.TB) {
