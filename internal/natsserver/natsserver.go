@@ -245,6 +245,25 @@ func (s *Server) Name() string {
 	return ""
 }
 
+// Clients lists the names of the clients connected to an embedded server
+// (its connz), so a test can see which node a client is on; nil for an
+// external or stopped server.
+func (s *Server) Clients() ([]string, error) {
+	srv := s.server()
+	if srv == nil || !srv.Running() {
+		return nil, nil
+	}
+	cz, err := srv.Connz(&server.ConnzOptions{Limit: 1 << 16})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server %s: connz: %w", srv.Name(), err)
+	}
+	names := make([]string, 0, len(cz.Conns))
+	for _, c := range cz.Conns {
+		names = append(names, c.Name)
+	}
+	return names, nil
+}
+
 // running reports whether an embedded server is up.
 func (s *Server) running() bool {
 	srv := s.server()
