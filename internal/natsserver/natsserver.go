@@ -9,7 +9,8 @@
 // directory that Close removes, with limits small enough for a test machine
 // (JetStreamMaxMemory, JetStreamMaxStore). It can be stopped and started
 // again on the same port and store (Restart, or Shutdown then Start), as a
-// server restart in production would.
+// server restart in production would. EmbedCluster starts several such
+// servers joined by routes into one cluster, JetStream clustered.
 package natsserver
 
 import (

@@ -5,6 +5,9 @@
 // It is the testing.TB face of internal/natsserver, which production code
 // uses (see its Examples).
 //
+// StartCluster gives a test a 3-node cluster of its own (routes on
+// loopback, JetStream clustered), for tests of what node loss does.
+//
 // In a test:
 //
 //	func TestPublish(t *testing.T) {

@@ -33,12 +33,22 @@ func lossNodeOf(id fleet.WorkerID) int {
 	return (id.Stage + 1) % 2
 }
 
+// nodeLoss is a node-loss run's outcome: the run's result and error, the
+// spy on S2, when the node went down and when the victim was seen back on
+// node 0 (pipelines.Stamp).
+type nodeLoss struct {
+	res        *pipelines.Result
+	err        error
+	spy        *varianttest.Spy
+	down, back int64
+}
+
 // nodeLossRun runs n messages through P4 1-4-1-1 over tr on a cluster,
 // shuts down node 2, the victim's, once a third have completed, and
-// returns the run's outcome, the spy, and the time of the shutdown. It
+// returns the outcome. It
 // checks that the victim was on node 2 before, reconnected to node 0
 // after and went on working, and that no worker died.
-func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunConfig) (*pipelines.Result, error, *varianttest.Spy, int64) {
+func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunConfig) nodeLoss {
 	t.Helper()
 	benchrun.SkipTest(t, "cluster node-loss tests")
 	spec := testSpec()
@@ -66,6 +76,7 @@ func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunCo
 	down := pipelines.Stamp(time.Now())
 	t.Logf("node %d shut down after %d completions", lossNode, sp.Completions())
 	waitFor(t, lossVictim+" reconnected to node 0", 30*time.Second, func() bool { return onNode(0) })
+	back := pipelines.Stamp(time.Now())
 
 	res, err := wait(t, done)
 	if slices.ContainsFunc(res.Incidents, func(in pipelines.Incident) bool { return in.Kind == pipelines.WorkerDied }) {
@@ -86,7 +97,7 @@ func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunCo
 		t.Errorf("%s passed %d messages at S2 before node %d went down and %d after; want some of each", lossVictim, before, lossNode, after)
 	}
 	t.Logf("%s passed %d messages before the node loss and %d after, on node 0", lossVictim, before, after)
-	return res, err, sp, down
+	return nodeLoss{res: res, err: err, spy: sp, down: down, back: back}
 }
 
 // TestCoreNodeLoss: over core NATS, the node an S2 worker is connected to
@@ -96,14 +107,15 @@ func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunCo
 // none both, none twice; the lost ones are exactly those that entered S2
 // and never left it (the spy, on node 0, watches S2's subjects) — the only
 // connection through the dead node was the victim's, so these passed
-// through it; each was sent before the node went down (nothing sent after
-// reached it: node 0 and 1 dropped its interest with the route); and they
-// are at most the window (the closed loop sends no more until messages
+// through it; each was sent before the victim was back on node 0 (nothing
+// sent later can pass the dead node: nodes 0 and 1 drop the victim's
+// interest when their routes to it close); and they are at most the window (the closed loop sends no more until messages
 // complete or are declared lost).
 func TestCoreNodeLoss(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	const n = 800
-	res, err, sp, down := nodeLossRun(t, nil, n, pipelines.RunConfig{LossTimeout: 2 * time.Second, Timeout: 2 * time.Minute})
+	out := nodeLossRun(t, nil, n, pipelines.RunConfig{LossTimeout: 2 * time.Second, Timeout: 2 * time.Minute})
+	res, err := out.res, out.err
 	if res.EndedBy != "" {
 		t.Fatalf("run ended by %q (%v); want it to go on after the failover", res.EndedBy, err)
 	}
@@ -114,7 +126,7 @@ func TestCoreNodeLoss(t *testing.T) {
 		t.Errorf("completed %d + lost %d != %d (unaccounted %v, unsent %d, duplicates %d, violations %v)",
 			res.Completed, len(res.Lost), n, res.Unaccounted, res.Unsent, res.Duplicates, res.Violations)
 	}
-	if want := sp.Vanished(); !slices.Equal(res.Lost, want) {
+	if want := out.spy.Vanished(); !slices.Equal(res.Lost, want) {
 		t.Errorf("run reports lost %v; messages that entered S2 and never left: %v", res.Lost, want)
 	}
 	for _, seq := range res.Lost {
@@ -122,8 +134,8 @@ func TestCoreNodeLoss(t *testing.T) {
 		if rec.Completed() || rec.Intended == 0 {
 			t.Errorf("lost seq %d: completed or never sent", seq)
 		}
-		if rec.Sent > down {
-			t.Errorf("lost seq %d was sent after node %d went down", seq, lossNode)
+		if rec.Sent > out.back {
+			t.Errorf("lost seq %d was sent after %s was back on node 0", seq, lossVictim)
 		}
 	}
 	if len(res.Lost) > res.Window {
@@ -140,7 +152,7 @@ func TestJSNodeLoss(t *testing.T) {
 	benchkit.CheckLeaks(t)
 	const n = 600
 	tr := js.Transport{Options: js.Options{Replicas: 3, AckWait: 2 * time.Second}}
-	res, _, _, _ := nodeLossRun(t, tr, n, pipelines.RunConfig{LossTimeout: 45 * time.Second, Timeout: 2 * time.Minute})
+	res := nodeLossRun(t, tr, n, pipelines.RunConfig{LossTimeout: 45 * time.Second, Timeout: 2 * time.Minute}).res
 	exactlyOnce(t, res, n)
 	t.Logf("node loss over JetStream R3: lost %d of %d, completed %d, duplicates %d, redeliveries %s",
 		len(res.Lost), n, res.Completed, res.Duplicates, pipelines.FormatRedeliveries(res.Redeliveries))
