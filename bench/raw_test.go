@@ -158,9 +158,11 @@ const rawProbe = "natspipe-raw-probe"
 
 // NewRawProcChain is NewRawChain with every republishing hop in a process of
 // its own (exe, run with EnvRawHop, started in g), as P3 and P4 have: the
-// floor their per-hop cost is held against. It returns once a probe has
-// passed the whole chain, within ready.
-func NewRawProcChain(conn natsconn.Config, hops int, g *procs.Group, exe string, ready time.Duration) (*RawChain, error) {
+// floor their per-hop cost is held against. Hop i (0-based, stage i's
+// place) connects with hopConn(i), conn when hopConn is nil; the chain's
+// ends with conn. It returns once a probe has passed the whole chain,
+// within ready.
+func NewRawProcChain(conn natsconn.Config, hopConn func(i int) natsconn.Config, hops int, g *procs.Group, exe string, ready time.Duration) (*RawChain, error) {
 	if hops < 1 {
 		return nil, fmt.Errorf("raw process chain: %d hops, want at least 1", hops)
 	}
@@ -186,9 +188,13 @@ func NewRawProcChain(conn natsconn.Config, hops int, g *procs.Group, exe string,
 		return nil, fmt.Errorf("raw process chain: subscribe end: %w", err)
 	}
 	for i := 0; i < hops-1; i++ {
+		hc := conn
+		if hopConn != nil {
+			hc = hopConn(i)
+		}
 		_, err := g.Start(procs.Spec{
 			Name: fmt.Sprintf("raw-hop-%d", i+1), Path: exe, Lifeline: true,
-			Env: append(append(os.Environ(), conn.Environ()...), fmt.Sprintf("%s=%s %s", EnvRawHop, subj.Stage(i), subj.Stage(i+1))),
+			Env: append(append(os.Environ(), hc.Environ()...), fmt.Sprintf("%s=%s %s", EnvRawHop, subj.Stage(i), subj.Stage(i+1))),
 		})
 		if err != nil {
 			nc.Close()

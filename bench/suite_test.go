@@ -16,6 +16,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/variants"
 	"github.com/natspipe/natspipe/pipelines/worker"
@@ -179,15 +180,22 @@ func BenchmarkSuite(b *testing.B) {
 func messagingRig(b *testing.B) (*natstest.Server, pipelines.Spec, *RawChain) {
 	b.Helper()
 	srv := natstest.Start(b)
-	spec := benchkit.Spec(b, pipelines.DefaultSpec())
-	spec.Durations = make([]time.Duration, overheadHops-1)
-	spec.Slowdown = nil
+	spec := overheadSpec(b)
 	raw, err := NewRawChain(srv.Conn, overheadHops)
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchkit.Cleanup(b, "raw chain", raw)
 	return srv, spec, raw
+}
+
+// overheadSpec is the messaging benchmarks' pipeline: the spec's payload,
+// zero-duration stages.
+func overheadSpec(b *testing.B) pipelines.Spec {
+	spec := benchkit.Spec(b, pipelines.DefaultSpec())
+	spec.Durations = make([]time.Duration, overheadHops-1)
+	spec.Slowdown = nil
+	return spec
 }
 
 // overheadRawN is how many round trips the raw chain makes just before and
@@ -211,16 +219,57 @@ const overheadHops = 5
 // chain whose every hop is a process of its own (impl=raw-procs), since a
 // hop into an idle process pays that process's wake-up. It runs over
 // transports.Compared's transports (every transport by default: the price
-// of durability per hop is its result): BenchmarkOverhead/impl=p4/transport=js;
-// by default the other transports only for P1 and P4, every variant with
-// NATSPIPE_SWEEP=full or NATSPIPE_TRANSPORT set.
+// of durability per hop is its result), on the topologies NATSPIPE_TOPOLOGY
+// names (benchkit.Topologies; single by default), the last key:
+// BenchmarkOverhead/impl=p4/transport=js/topology=single. By default the
+// other transports run only for P1 and P4, every variant with
+// NATSPIPE_SWEEP=full or NATSPIPE_TRANSPORT set. See overheadCluster for
+// topology=cluster3.
 func BenchmarkOverhead(b *testing.B) {
-	srv, spec, raw := messagingRig(b)
+	for _, topo := range benchkit.Topology(b) {
+		switch topo {
+		case benchkit.TopologySingle:
+			srv, spec, raw := messagingRig(b)
+			overhead(b, topo, spec, overheadNet{conn: srv.Conn, raw: raw})
+		case benchkit.TopologyCluster3:
+			overheadCluster(b)
+		}
+	}
+}
+
+// overheadNet is where BenchmarkOverhead's messages travel: the harness's
+// connection (source, sink, raw chains' ends), the connection of the
+// process of stage (or raw hop) i, and the one-process raw chain (nil
+// when the topology has none).
+type overheadNet struct {
+	conn  natsconn.Config
+	stage func(i int) natsconn.Config // nil: conn
+	raw   *RawChain
+}
+
+// overheadCluster is BenchmarkOverhead's topology=cluster3: an embedded
+// 3-node cluster, the harness on node 0 and the processes of stage i (P3's
+// and P4's workers, the raw process chain's hop i) on node (i+1) mod 3, so
+// every hop (source to S1, ..., S4 to the sink) crosses a route. Only the
+// process variants run there (impl=raw-procs, p3, p4; P1 and P2 are one
+// connection, which is on one node), and JetStream's stream has three
+// replicas (js.Options.Replicas), as a cluster's run would.
+func overheadCluster(b *testing.B) {
+	c := natstest.StartCluster(b)
+	spec := overheadSpec(b)
+	overhead(b, benchkit.TopologyCluster3, spec, overheadNet{
+		conn:  c.NodeConn(0),
+		stage: func(i int) natsconn.Config { return c.NodeConn(i + 1) },
+	})
+}
+
+// overhead runs BenchmarkOverhead's sub-benchmarks on one topology.
+func overhead(b *testing.B, topo string, spec pipelines.Spec, net overheadNet) {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	rawProcs, err := NewRawProcChain(srv.Conn, overheadHops, procstest.NewGroup(b, nil), exe, 30*time.Second)
+	rawProcs, err := NewRawProcChain(net.conn, net.stage, overheadHops, procstest.NewGroup(b, nil), exe, 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -235,11 +284,15 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 		return per / overheadHops
 	}
+	key := "/topology=" + topo
 	for _, r := range []struct {
 		impl  string
 		chain *RawChain
-	}{{"raw", raw}, {"raw-procs", rawProcs}} {
-		b.Run("impl="+r.impl, func(b *testing.B) {
+	}{{"raw", net.raw}, {"raw-procs", rawProcs}} {
+		if r.chain == nil {
+			continue
+		}
+		b.Run("impl="+r.impl+key, func(b *testing.B) {
 			b.ResetTimer()
 			per := hop(b, r.chain, b.N)
 			b.StopTimer()
@@ -255,14 +308,20 @@ func BenchmarkOverhead(b *testing.B) {
 		if !all && v.impl != "p1" && v.impl != "p4" && transports.OrDefault(v.cfg.Transport).Name() != transports.Default {
 			continue
 		}
-		ref := raw
+		ref := net.raw
 		if v.impl == "p3" || v.impl == "p4" {
 			ref = rawProcs
 		}
+		if ref == nil {
+			continue // a one-process variant, on a topology without its raw chain
+		}
+		if net.stage != nil {
+			v = v.spread(net.stage)
+		}
 		fx := benchkit.Once(func() fixture {
-			return setup(b, srv.Conn, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
+			return setup(b, net.conn, v, pipelines.RunConfig{Spec: spec, Window: 1, Timeout: benchkit.Timeout(b)})
 		})
-		b.Run(v.name(), func(b *testing.B) {
+		b.Run(v.name()+key, func(b *testing.B) {
 			brokertest.For(b, v.cfg.Transport) // skips, saying why, when its broker is not there
 			f := fx()
 			before := hop(b, ref, overheadRawN(b.N)) // beside the variant, outside the timed section
@@ -280,4 +339,15 @@ func BenchmarkOverhead(b *testing.B) {
 			b.ReportMetric(float64(perHop)/float64(rawHop), "x-raw")
 		})
 	}
+}
+
+// spread places v's worker processes on a cluster: stage i's on the node
+// stage(i) connects to; a JetStream run's stream gets three replicas.
+func (v variant) spread(stage func(i int) natsconn.Config) variant {
+	v.cfg.Processes.Env = func(id fleet.WorkerID) []string { return stage(id.Stage).Environ() }
+	if t, ok := v.cfg.Transport.(js.Transport); ok {
+		t.Replicas = natstest.ClusterSize
+		v.cfg.Transport = t
+	}
+	return v
 }

@@ -10,13 +10,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/natspipe/natspipe/bench/gate"
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/internal/rabbittest"
 	"github.com/natspipe/natspipe/pipelines"
@@ -49,7 +49,7 @@ func Main(m *testing.M) int { return rabbittest.Main(m, run) }
 // run is Main before the shared broker is stopped.
 func run(m *testing.M) int {
 	err := CheckEnv(nil)
-	if err == nil && benchmarking() {
+	if err == nil && benchrun.Active() {
 		dir, derr := trace.DirFromEnv(nil)
 		if derr != nil {
 			err = derr
@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "parameters: %v\n", err)
 		return 2
 	}
-	if benchmarking() {
+	if benchrun.Active() {
 		PrintUnits(os.Stdout)
 	}
 	return m.Run()
@@ -73,7 +73,8 @@ func run(m *testing.M) int {
 // benchmarks: NATSPIPE_CLOCK, NATSPIPE_DURATIONS, NATSPIPE_WORK,
 // NATSPIPE_PAYLOAD, NATSPIPE_SLOWDOWN (against the default spec when
 // NATSPIPE_DURATIONS is unset), NATSPIPE_WINDOW, NATSPIPE_INFLIGHT,
-// NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT, NATSPIPE_TRANSPORT and NATSPIPE_SWEEP, each against its bounds
+// NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT, NATSPIPE_TRANSPORT, NATSPIPE_SWEEP
+// and NATSPIPE_TOPOLOGY, each against its bounds
 // (see pipelines.MaxWindow and the others). The error names every bad
 // variable. getenv nil reads the process environment. NATSPIPE_ALLOC and
 // NATSPIPE_MODE are P4's and the worker's, checked where they are read.
@@ -97,16 +98,9 @@ func CheckEnv(getenv pipelines.Getenv) error {
 	add(err)
 	_, err = FullSweep(getenv)
 	add(err)
+	_, err = Topologies(getenv)
+	add(err)
 	return errors.Join(errs...)
-}
-
-func benchmarking() bool {
-	for _, a := range os.Args[1:] {
-		if strings.HasPrefix(a, "-test.bench=") && a != "-test.bench=" {
-			return true
-		}
-	}
-	return false
 }
 
 // Report reports res's metrics on b: msgs/s (steady state), p50-ms,
@@ -277,6 +271,39 @@ func Full(tb testing.TB) bool {
 	return full
 }
 
+// EnvTopology selects where BenchmarkOverhead's messages travel: "single"
+// (one server, the default), "cluster3" (an embedded 3-node cluster, the
+// worker processes of each stage on another node than the stage before,
+// so every hop crosses a route) or "all" (both, in one run). Benchmarks
+// name it with the key topology=, so benchstat -col /topology lays the
+// two side by side.
+const EnvTopology = "NATSPIPE_TOPOLOGY"
+
+// The topologies of EnvTopology.
+const (
+	TopologySingle   = "single"
+	TopologyCluster3 = "cluster3"
+)
+
+// Topologies reads EnvTopology: the topologies to run, single when unset.
+// Any value but "", "single", "cluster3" and "all" is an error (see
+// CheckEnv).
+func Topologies(getenv pipelines.Getenv) ([]string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch v := getenv(EnvTopology); v {
+	case "", TopologySingle:
+		return []string{TopologySingle}, nil
+	case TopologyCluster3:
+		return []string{TopologyCluster3}, nil
+	case "all":
+		return []string{TopologySingle, TopologyCluster3}, nil
+	default:
+		return nil, fmt.Errorf("%s=%q: want %q, %q, \"all\" or unset", EnvTopology, v, TopologySingle, TopologyCluster3)
+	}
+}
+
 // EnvQueueing switches on the tests that hold measurements against theory
 // (queue waits, latency percentiles, utilizations): they hold only on a
 // machine not busy with other work, since CPU contention stretches service
@@ -292,4 +319,14 @@ func QuietOnly(t *testing.T, run string) {
 	if os.Getenv(EnvQueueing) != "1" {
 		t.Skipf("needs a quiet machine: %s=1 %s", EnvQueueing, run)
 	}
+}
+
+// Topology is Topologies for a benchmark: a bad value fails tb.
+func Topology(tb testing.TB) []string {
+	tb.Helper()
+	ts, err := Topologies(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ts
 }

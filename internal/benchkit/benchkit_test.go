@@ -18,6 +18,7 @@ func TestCheckEnv(t *testing.T) {
 		"NATSPIPE_CONCURRENCY": "5000",
 		"NATSPIPE_TIMEOUT":     "1000h",
 		"NATSPIPE_PAYLOAD":     "1e9",
+		"NATSPIPE_TOPOLOGY":    "cluster5",
 	}
 	err := CheckEnv(getenv)
 	if err == nil {
@@ -26,6 +27,15 @@ func TestCheckEnv(t *testing.T) {
 	for k, v := range env {
 		if !strings.Contains(err.Error(), k+`="`+v+`"`) {
 			t.Errorf("error does not name %s=%q: %v", k, v, err)
+		}
+	}
+}
+
+func TestTopologies(t *testing.T) {
+	for v, want := range map[string]string{"": "single", "single": "single", "cluster3": "cluster3", "all": "single,cluster3"} {
+		got, err := Topologies(func(string) string { return v })
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("%s=%q: %v, %v; want %s", EnvTopology, v, got, err, want)
 		}
 	}
 }

@@ -9,7 +9,8 @@
 // directory that Close removes, with limits small enough for a test machine
 // (JetStreamMaxMemory, JetStreamMaxStore). It can be stopped and started
 // again on the same port and store (Restart, or Shutdown then Start), as a
-// server restart in production would.
+// server restart in production would. EmbedCluster starts several such
+// servers joined by routes into one cluster, JetStream clustered.
 package natsserver
 
 import (
@@ -227,6 +228,47 @@ func (s *Server) Start() error {
 	}
 	s.srv = srv
 	return nil
+}
+
+// server is the running (or last) embedded nats-server.
+func (s *Server) server() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+// Name is an embedded server's name (server_name, its ID when it has
+// none), as JetStream's cluster info names it; "" for an external one.
+func (s *Server) Name() string {
+	if srv := s.server(); srv != nil {
+		return srv.Name()
+	}
+	return ""
+}
+
+// Clients lists the names of the clients connected to an embedded server
+// (its connz), so a test can see which node a client is on; nil for an
+// external or stopped server.
+func (s *Server) Clients() ([]string, error) {
+	srv := s.server()
+	if srv == nil || !srv.Running() {
+		return nil, nil
+	}
+	cz, err := srv.Connz(&server.ConnzOptions{Limit: 1 << 16})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server %s: connz: %w", srv.Name(), err)
+	}
+	names := make([]string, 0, len(cz.Conns))
+	for _, c := range cz.Conns {
+		names = append(names, c.Name)
+	}
+	return names, nil
+}
+
+// running reports whether an embedded server is up.
+func (s *Server) running() bool {
+	srv := s.server()
+	return srv != nil && srv.Running()
 }
 
 // Restart stops an embedded server (Shutdown) and starts it again (Start)

@@ -5,6 +5,9 @@
 // It is the testing.TB face of internal/natsserver, which production code
 // uses (see its Examples).
 //
+// StartCluster gives a test a 3-node cluster of its own (routes on
+// loopback, JetStream clustered), for tests of what node loss does.
+//
 // In a test:
 //
 //	func TestPublish(t *testing.T) {
@@ -76,4 +79,25 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	}
 	tb.Cleanup(s.Close)
 	return s
+}
+
+// Cluster is an embedded NATS cluster for a test: see natsserver.Cluster.
+type Cluster = natsserver.Cluster
+
+// ClusterSize is the number of nodes StartCluster starts.
+const ClusterSize = 3
+
+// StartCluster returns an embedded cluster of ClusterSize nodes for tb, on
+// loopback, JetStream clustered, ready (routes up, a meta leader elected),
+// shut down when tb ends. It ignores NATS_URL: a test that stops a node
+// needs nodes of its own. Connect to a given node with NodeConn(i), or to
+// any with Conn (the seed list of every node).
+func StartCluster(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := natsserver.EmbedCluster(ClusterSize, nil)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
 }

@@ -18,6 +18,16 @@
 //	NATS_CERT      TLS client certificate file                 -tlscert
 //	NATS_KEY       TLS client key file                         -tlskey
 //	NATS_CONTEXT   NATS CLI context name ("." for the selected) -context
+//
+// and natspipe's own:
+//
+//	NATSPIPE_NATS_ORDERED  1: connect to NATS_URL's servers in list order (Config.Ordered)
+//
+// A comma-separated NATS_URL is a seed list, as for nats.go: a client
+// connects to one of its servers that answers (picked at random unless
+// Ordered), learns the rest of the cluster from it, and on losing its
+// server reconnects to another. Connect fails only when none answers, with
+// every URL named (masked) in its error.
 package natsconn
 
 import (
@@ -45,6 +55,8 @@ const (
 	EnvCert     = "NATS_CERT"
 	EnvKey      = "NATS_KEY"
 	EnvContext  = "NATS_CONTEXT"
+	// EnvOrdered is natspipe's, not the NATS CLI's: "1" sets Ordered.
+	EnvOrdered = "NATSPIPE_NATS_ORDERED"
 )
 
 // DefaultURL is the server a client connects to when nothing names one.
@@ -79,6 +91,12 @@ type Config struct {
 	// Context names the NATS CLI context the settings not given fill from;
 	// "." is the context selected with `nats context select`.
 	Context string
+	// Ordered connects to URL's servers in list order (nats.DontRandomize):
+	// the first that answers, and on reconnect the next ones in turn. By
+	// default nats.go picks them at random, which spreads clients over a
+	// cluster's seeds; From(i) orders the list so that each client of a
+	// fleet can be given a node of its own.
+	Ordered bool
 }
 
 // FromEnv reads the NATS_* variables through getenv (nil: os.Getenv).
@@ -97,6 +115,7 @@ func FromEnv(getenv func(string) string) Config {
 		Cert:     getenv(EnvCert),
 		Key:      getenv(EnvKey),
 		Context:  getenv(EnvContext),
+		Ordered:  getenv(EnvOrdered) == "1",
 	}
 }
 
@@ -285,6 +304,33 @@ func checkURL(raw string) error {
 	return nil
 }
 
+// Servers splits URL into its servers (nil when URL is empty).
+func (c Config) Servers() []string {
+	if c.URL == "" {
+		return nil
+	}
+	list := strings.Split(c.URL, ",")
+	for i := range list {
+		list[i] = strings.TrimSpace(list[i])
+	}
+	return list
+}
+
+// From returns c with its seed list rotated to start at server i (modulo
+// their number) and Ordered set: a client connects to server i while it
+// answers and fails over to i+1, i+2, ... Giving the clients of a fleet
+// successive i spreads them over a cluster's nodes, deterministically, so
+// that messages between them cross routes.
+func (c Config) From(i int) Config {
+	list := c.Servers()
+	if n := len(list); n > 1 {
+		i = ((i % n) + n) % n
+		c.URL = strings.Join(append(list[i:len(list):len(list)], list[:i]...), ",")
+	}
+	c.Ordered = true
+	return c
+}
+
 // ServerURL is the URL to dial: URL, or DefaultURL when none was given.
 func (c Config) ServerURL() string {
 	if c.URL == "" {
@@ -320,6 +366,9 @@ func (c Config) Options() ([]nats.Option, error) {
 	}
 	if c.TLSFirst {
 		opts = append(opts, nats.TLSHandshakeFirst())
+	}
+	if c.Ordered {
+		opts = append(opts, nats.DontRandomize())
 	}
 	return opts, nil
 }
@@ -372,7 +421,15 @@ func (c Config) Environ() []string {
 		EnvCert + "=" + c.Cert,
 		EnvKey + "=" + c.Key,
 		EnvContext + "=" + c.Context,
+		EnvOrdered + "=" + ordered(c.Ordered),
 	}
+}
+
+func ordered(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
 }
 
 // String describes c with every secret masked: the URL's user info, the
@@ -400,6 +457,9 @@ func (c Config) String() string {
 	}
 	if c.TLSFirst {
 		parts = append(parts, "tls first")
+	}
+	if c.Ordered {
+		parts = append(parts, "in order")
 	}
 	return strings.Join(parts, ", ")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/fleet"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transport/core"
@@ -40,7 +41,8 @@ func testSpec() pipelines.Spec {
 // rig is a P4 pipeline under test: a NATS server, the worker processes, the
 // harness's endpoint and the runner.
 type rig struct {
-	srv      *natstest.Server
+	srv      *natstest.Server // nil on a cluster (newRigOn)
+	conn     natsconn.Config  // how the harness connects
 	subjects bus.Subjects
 	runner   *pipelines.Runner
 	pipe     *Pipeline
@@ -49,7 +51,18 @@ type rig struct {
 
 func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunConfig) *rig {
 	t.Helper()
-	r := &rig{srv: natstest.Start(t), subjects: bus.NewSubjects()}
+	srv := natstest.Start(t)
+	r := newRigOn(t, srv.Conn, spec, opts, rc)
+	r.srv = srv
+	return r
+}
+
+// newRigOn is newRig on the server or cluster conn names: the harness
+// (fleet, source and sink) connects with conn, each worker with opts.NATS
+// changed by opts.Env.
+func newRigOn(t testing.TB, conn natsconn.Config, spec pipelines.Spec, opts Options, rc pipelines.RunConfig) *rig {
+	t.Helper()
+	r := &rig{conn: conn, subjects: bus.NewSubjects()}
 	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +81,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 	if r.runner, err = pipelines.NewRunner(rc); err != nil {
 		t.Fatal(err)
 	}
-	opts.NATS, opts.Subjects, opts.Launcher = r.srv.Conn, r.subjects, launcher
+	opts.NATS, opts.Subjects, opts.Launcher = conn, r.subjects, launcher
 	// Registered before the pipeline's Close, so it runs after it.
 	t.Cleanup(func() {
 		if r.pipe != nil {
@@ -87,7 +100,7 @@ func newRig(t testing.TB, spec pipelines.Spec, opts Options, rc pipelines.RunCon
 		}
 	})
 	t.Logf("%d workers ready in %v", len(r.pipe.Workers()), r.pipe.Startup().Round(time.Millisecond))
-	if r.ep, err = router.Attach(r.srv.Conn, opts.Transport, transport.Run{Subjects: r.subjects, Stages: spec.Stages()}, r.runner); err != nil {
+	if r.ep, err = router.Attach(conn, opts.Transport, transport.Run{Subjects: r.subjects, Stages: spec.Stages()}, r.runner); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.ep.Close() })

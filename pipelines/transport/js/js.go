@@ -121,6 +121,14 @@ type Options struct {
 	// package doc), so a member never holds a delivery it is not working
 	// on, and each message costs a pull's round trip of idle time.
 	Strict bool
+	// Replicas is how many servers of a JetStream cluster hold the run's
+	// stream (its consumers have as many: they inherit it); 0: 1. Set it
+	// to 3 on a cluster of three nodes or more so that losing a node loses
+	// nothing (R3: a quorum of two keeps the stream and its consumers
+	// going); a single server refuses more than 1. The transport does not
+	// guess it from the cluster's size: how many copies a run pays for is
+	// the user's choice.
+	Replicas int
 }
 
 func (o Options) withDefaults() Options {
@@ -141,6 +149,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PullExpiry <= 0 {
 		o.PullExpiry = DefaultPullExpiry
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
 	}
 	return o
 }
@@ -291,7 +302,7 @@ func StreamConfig(run transport.Run, o Options) jetstream.StreamConfig {
 		Subjects:   subjects,
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    storage,
-		Replicas:   1,
+		Replicas:   o.Replicas,
 		Duplicates: o.Duplicates,
 		Discard:    jetstream.DiscardOld,
 	}

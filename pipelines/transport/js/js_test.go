@@ -16,6 +16,7 @@ import (
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/transport"
 	"github.com/natspipe/natspipe/pipelines/transport/js"
 )
@@ -54,18 +55,26 @@ type rig struct {
 func newRig(t *testing.T, o js.Options, concurrency ...int) *rig {
 	t.Helper()
 	srv := natstest.StartJetStream(t)
-	nc, err := bus.Connect(srv.Conn, "js-test", nil)
+	r := newRigOn(t, srv.Conn, o, concurrency...)
+	r.srv = srv
+	return r
+}
+
+// newRigOn is newRig on the server (or cluster) conn connects to.
+func newRigOn(t *testing.T, conn natsconn.Config, o js.Options, concurrency ...int) *rig {
+	t.Helper()
+	nc, err := bus.Connect(conn, "js-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	r := &rig{srv: srv, nc: nc, faults: &faults{}}
+	r := &rig{nc: nc, faults: &faults{}}
 	r.js, err = jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r.conn, err = js.Transport{Options: o}.Open(ctx, transport.Env{NC: nc, NATS: srv.Conn, Name: "js-test", Faults: r.faults})
+	r.conn, err = js.Transport{Options: o}.Open(ctx, transport.Env{NC: nc, NATS: conn, Name: "js-test", Faults: r.faults})
 	if err != nil {
 		t.Fatal(err)
 	}
