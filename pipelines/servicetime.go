@@ -173,7 +173,7 @@ func (t ServiceTime) check() error {
 			return err
 		}
 		if t.hi < t.lo {
-			return fmt.Errorf("uniform(%v,%v): high must be >= low", t.lo, t.hi)
+			return fmt.Errorf("high %v must be >= low %v", t.hi, t.lo)
 		}
 	case Empirical:
 		if len(t.samples) == 0 {
@@ -321,13 +321,13 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 		return ConstantTime(d), nil
 	}
 	if !strings.HasSuffix(rest, ")") {
-		return ServiceTime{}, fmt.Errorf("%q: missing closing parenthesis", s)
+		return ServiceTime{}, fmt.Errorf("%s: missing closing parenthesis", s)
 	}
 	name = strings.ToLower(strings.TrimSpace(name))
 	inner := strings.TrimSpace(strings.TrimSuffix(rest, ")"))
 	if name == "empirical" {
 		if inner == "" {
-			return ServiceTime{}, fmt.Errorf("%q: want empirical(PATH)", s)
+			return ServiceTime{}, fmt.Errorf("%s: want empirical(PATH)", s)
 		}
 		return LoadEmpirical(inner)
 	}
@@ -351,7 +351,7 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 	switch name {
 	case "exp", "exponential":
 		if len(args) != 1 || args[0] == "" {
-			return ServiceTime{}, fmt.Errorf("%q: want exp(MEAN)", s)
+			return ServiceTime{}, fmt.Errorf("%s: want exp(MEAN)", s)
 		}
 		m, err := dur("mean", args[0])
 		if err != nil {
@@ -360,7 +360,7 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 		return wrap(ExponentialTime(m))
 	case "lognormal":
 		if len(args) != 2 {
-			return ServiceTime{}, fmt.Errorf("%q: want lognormal(MEAN,cv=X) or lognormal(MEAN,p99=D)", s)
+			return ServiceTime{}, fmt.Errorf("%s: want lognormal(MEAN,cv=X) or lognormal(MEAN,p99=D)", s)
 		}
 		m, err := dur("mean", args[0])
 		if err != nil {
@@ -381,10 +381,10 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 			}
 			return wrap(LognormalTimeP99(m, p))
 		}
-		return ServiceTime{}, fmt.Errorf("%q: want lognormal(MEAN,cv=X) or lognormal(MEAN,p99=D)", s)
+		return ServiceTime{}, fmt.Errorf("%s: want lognormal(MEAN,cv=X) or lognormal(MEAN,p99=D)", s)
 	case "uniform":
 		if len(args) != 2 {
-			return ServiceTime{}, fmt.Errorf("%q: want uniform(LOW,HIGH)", s)
+			return ServiceTime{}, fmt.Errorf("%s: want uniform(LOW,HIGH)", s)
 		}
 		lo, err := dur("low", args[0])
 		if err != nil {
@@ -397,7 +397,7 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 		return wrap(UniformTime(lo, hi))
 	case "const", "constant":
 		if len(args) != 1 {
-			return ServiceTime{}, fmt.Errorf("%q: want const(D)", s)
+			return ServiceTime{}, fmt.Errorf("%s: want const(D)", s)
 		}
 		d, err := dur("time", args[0])
 		if err != nil {
@@ -405,7 +405,7 @@ func ParseServiceTime(s string) (ServiceTime, error) {
 		}
 		return wrap(ConstantTime(d), ConstantTime(d).check())
 	}
-	return ServiceTime{}, fmt.Errorf("%q: unknown distribution %q (want exp, lognormal, uniform, empirical or a duration)", s, name)
+	return ServiceTime{}, fmt.Errorf("%s: unknown distribution %q (want exp, lognormal, uniform, empirical or a duration)", s, name)
 }
 
 // SplitServiceTimes splits a comma-separated list of stage times, keeping

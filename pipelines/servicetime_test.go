@@ -51,7 +51,7 @@ func TestParseServiceTime(t *testing.T) {
 		{"lognormal(5ms,sd=1)", "want lognormal(MEAN,cv=X)"},
 		{"lognormal(5ms,p99=4ms)", "p99 4ms: must be > the mean 5ms"},
 		{"lognormal(5ms,p99=500ms)", "at most 14.97 x the mean"},
-		{"uniform(8ms,2ms)", "high must be >= low"},
+		{"uniform(8ms,2ms)", "uniform(8ms,2ms): high 2ms must be >= low 8ms"},
 		{"gamma(5ms)", `unknown distribution "gamma"`},
 		{"exp(5ms", "missing closing parenthesis"},
 		{"empirical(" + filepath.Join(dir, "none") + ")", "no such file"},

@@ -19,6 +19,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/pipefile"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
 	"github.com/natspipe/natspipe/pipelines/transport"
@@ -29,6 +30,7 @@ import (
 
 // runOptions are the flags of natspipe run.
 type runOptions struct {
+	file        string // -f: the pipeline file
 	variant     string
 	transport   string
 	nats        natsconn.Config
@@ -69,6 +71,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return 2
 	}
+	registerFileFlags(fs, &o.file)
 	fs.StringVar(&o.variant, "variant", "p4", "variant to run: "+strings.Join(variants.Names(), ", "))
 	fs.StringVar(&o.transport, "transport", transports.Default, "p1-p4: broker transport: "+strings.Join(transports.Names(), ", "))
 	o.nats = natsconn.FromEnv(nil)
@@ -108,6 +111,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.set = setFlags(fs)
+	if o.file != "" {
+		p, err := pipefile.Load(o.file)
+		if err != nil {
+			fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+			return 2
+		}
+		applyPipelineFile(&o, p, o.set)
+	}
 	if err := checkRunOptions(o, o.set); err != nil {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
