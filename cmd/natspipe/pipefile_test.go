@@ -40,7 +40,7 @@ func TestBadPipelineFiles(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join(dir, c.file)
-			for _, cmd := range [][]string{{"run", "-f", path}} {
+			for _, cmd := range [][]string{{"run", "-f", path}, {"plan", "-workers", "7", path}} {
 				var stdout, stderr bytes.Buffer
 				code := dispatch(cmd, &stdout, &stderr)
 				want := "natspipe " + cmd[0] + ": " + path + ":" + c.want + "\n"
@@ -79,5 +79,33 @@ func TestRunPipelineFile(t *testing.T) {
 	code := dispatch([]string{"run", "-f", path, "-variant", "p0", "-n", "20", "-durations", "1ms,exp(2ms),1ms,1ms"}, &stdout, &stderr)
 	if code != 0 || !strings.Contains(stdout.String(), "p0: 20/20 msgs") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestPlanSeed: natspipe plan -workers 7 on the study's pipeline prints
+// 1-4-1-1 first.
+func TestPlanSeed(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	path := filepath.Join("..", "..", "testdata", "pipelines", "seed.yaml")
+	if code := dispatch([]string{"plan", "-workers", "7", path}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var rows []string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "1" {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) != 1 || !strings.HasPrefix(strings.Join(strings.Fields(rows[0]), " "), "1 1-4-1-1 7 100.0 ") {
+		t.Errorf("first row %q, want 1-4-1-1 at 100 msgs/s\n%s", rows, stdout.String())
+	}
+	stdout.Reset()
+	if code := dispatch([]string{"plan", "-target", "150", path}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "fewest workers reaching 150 msgs/s: 12") {
+		t.Errorf("-target 150: exit %d\n%s", code, stdout.String())
+	}
+	for _, bad := range [][]string{{"plan", path}, {"plan", "-workers", "3", path}, {"plan", "-workers", "7"}, {"plan", "-workers", "7", "-load", "2", path}} {
+		if code := dispatch(bad, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", bad, code)
+		}
 	}
 }
