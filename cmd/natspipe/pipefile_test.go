@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,6 +108,57 @@ func TestPlanSeed(t *testing.T) {
 	for _, bad := range [][]string{{"plan", path}, {"plan", "-workers", "3", path}, {"plan", "-workers", "7"}, {"plan", "-workers", "7", "-load", "2", path}} {
 		if code := dispatch(bad, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2", bad, code)
+		}
+	}
+}
+
+// TestPlanVerify runs natspipe plan -verify on a small pipeline: the top
+// allocations run for real (worker processes, closed and open loop) and
+// their measured throughput and latency print beside the predictions.
+// How close they come is the machine's business; the test holds the runs
+// to their bounds and the table to its shape.
+func TestPlanVerify(t *testing.T) {
+	t.Setenv(envCLIChild, "1") // the workers the runs start are this binary
+	path := filepath.Join(t.TempDir(), "small.yaml")
+	src := "name: small\nstages:\n  - time: 1ms\n  - time: exp(4ms)\n  - time: 1ms\nmessages: 60\nseed: 5\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"plan", "-workers", "4", "-verify", "2", "-load", "0.5", path}, &stdout, &stderr)
+	out := stdout.String()
+	t.Log(out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	var rows [][]string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) > 0 && f[0] == "alloc":
+			in = true
+		case in && len(f) == 9:
+			rows = append(rows, f)
+		}
+	}
+	if len(rows) != 2 || rows[0][0] != "1-2-1" {
+		t.Fatalf("verified rows %q, want 1-2-1 first and one more", rows)
+	}
+	for _, r := range rows {
+		bound, err1 := strconv.ParseFloat(r[1], 64)
+		thr, err2 := strconv.ParseFloat(r[2], 64)
+		if err1 != nil || err2 != nil || thr <= 0 || thr > bound*1.02 {
+			t.Errorf("%s: measured %s msgs/s against bound %s", r[0], r[2], r[1])
+		}
+		if r[4] == "inf" {
+			if r[5] != "-" {
+				t.Errorf("%s: over capacity at the rate, yet an open-loop latency %s", r[0], r[5])
+			}
+			continue
+		}
+		if lat, err := strconv.ParseFloat(r[5], 64); err != nil || lat < 6 {
+			t.Errorf("%s: measured mean latency %s ms, below the 6 ms of mean service", r[0], r[5])
 		}
 	}
 }

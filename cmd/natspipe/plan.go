@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,8 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	load := fs.Float64("load", 0, fmt.Sprintf("predict latency at this fraction of the best bound (default the file's load, else %v)", defaultPlanLoad))
 	rate := fs.Float64("rate", 0, "predict latency at this many msgs/s instead of -load")
 	top := fs.Int("top", 10, "allocations to print")
+	verifyTop := fs.Int("verify", 0, "run the top this many allocations for real (P4; closed loop for throughput, open loop at the rate for latency) and print predicted against measured")
+	n := fs.Int("n", 0, "-verify: messages a run (default the file's messages, else 300)")
 	dispatch := fs.String("dispatch", "", "random (core NATS queue groups) or shared (pull transports); default by the file's transport")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: natspipe plan (-workers N | -target R) [flags] FILE\n\nRanks allocations of P4 workers over the stages of a pipeline file by\nthroughput bound, then by predicted mean latency (see package pipelines/plan).\n\nflags:\n")
@@ -54,6 +57,9 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	}
 	if (*workers > 0) == (*target > 0) {
 		return usage("give -workers N or -target R (msgs/s), one of them")
+	}
+	if *verifyTop < 0 || *n < 0 || (*verifyTop > 0 && *target > 0) {
+		return usage("-verify %d -n %d: want counts >= 0, and -verify with -workers", *verifyTop, *n)
 	}
 	if *top < 1 {
 		return usage("-top %d: want at least 1", *top)
@@ -110,6 +116,16 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%d workers: %d allocations, latency at %s\n", *workers, len(ps), how)
 	printPredictions(stdout, ps, *top)
+	if *verifyTop > 0 {
+		msgs := *n
+		if msgs == 0 {
+			msgs = p.Messages
+		}
+		if msgs == 0 {
+			msgs = 300
+		}
+		return verify(context.Background(), stdout, stderr, p, m, ps[:min(*verifyTop, len(ps))], msgs)
+	}
 	return 0
 }
 

@@ -20,7 +20,7 @@ func ExampleModel_Rank() {
 		fmt.Printf("%s bound %.0f msgs/s latency %.1f ms\n", p.Alloc, p.Bound, p.Latency*1e3)
 	}
 	// Output:
-	// 1-4-1-1 bound 100 msgs/s latency 165.4 ms
+	// 1-4-1-1 bound 100 msgs/s latency 171.6 ms
 	// 1-3-1-2 bound 75 msgs/s latency +Inf ms
 	// 1-3-2-1 bound 75 msgs/s latency +Inf ms
 }

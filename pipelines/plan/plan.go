@@ -19,7 +19,10 @@
 //     p ca^2 + 1 - p). With one server and Poisson arrivals this is the
 //     exact Pollaczek-Khinchine mean.
 //   - Departures go on to the next stage with QNA's variability
-//     cd^2 = 1 + (1 - rho^2)(ca^2 - 1) + rho^2 (cs^2 - 1)/sqrt(servers).
+//     cd^2 = 1 + (1 - rho^2)(ca^2 - 1) + rho^2 (cs^2 - 1)/sqrt(servers);
+//     the n streams of a randomly dispatched stage merge by QNA's
+//     superposition, v cd^2 + 1 - v with v = 1/(1 + 4 (1 - rho)^2 (n - 1))
+//     (rho the receiving queue's).
 //   - The mean latency is the sum over stages of wait plus mean service
 //     time; messaging cost per hop is not modelled. At or above a stage's
 //     capacity the latency is unbounded (+Inf).
@@ -102,28 +105,39 @@ type Prediction struct {
 func (m Model) Predict(alloc p4.Alloc, rate float64) Prediction {
 	p := Prediction{Alloc: slices.Clone(alloc), Bound: m.Bound(alloc), Rate: rate}
 	c := m.perWorker()
-	ca2 := 1.0
+	// The arrivals of the next stage: the merge of streams streams, each
+	// with squared coefficient of variation cd2.
+	cd2, streams := 1.0, 1
 	if m.Arrivals == pipelines.Fixed {
-		ca2 = 0
+		cd2 = 0
 	}
 	for i := range m.Spec.Stages() {
 		t := m.Spec.Time(i)
 		es, cs2 := t.Mean(), t.CV2()
 		w := alloc[i]
-		servers, lambda, qa2 := w*c, rate, ca2
+		servers, lambda, queues := w*c, rate, 1
 		if m.Dispatch == Random && w > 1 {
-			servers, lambda = c, rate/float64(w)
-			pr := 1 / float64(w)
-			qa2 = pr*ca2 + 1 - pr
+			servers, lambda, queues = c, rate/float64(w), w
 		}
-		wait, rho := waitGGc(lambda, es, servers, qa2, cs2)
+		rho := lambda * es / float64(servers)
+		// QNA superposition of the previous stage's equal streams, then a
+		// random split into this stage's queues.
+		ca2 := cd2
+		if streams > 1 {
+			v := 1 / (1 + 4*(1-math.Min(rho, 1))*(1-math.Min(rho, 1))*float64(streams-1))
+			ca2 = v*cd2 + 1 - v
+		}
+		if queues > 1 {
+			pr := 1 / float64(queues)
+			ca2 = pr*ca2 + 1 - pr
+		}
+		wait, _ := waitGGc(lambda, es, servers, ca2, cs2)
 		p.Stages = append(p.Stages, Stage{Servers: servers, Rho: rho, Wait: wait, Service: es})
 		p.Latency += wait + es
-		// QNA departures of the queue; a random split's streams merge back
-		// with the same variability.
-		ca2 = 1 + (1-rho*rho)*(qa2-1) + rho*rho*(cs2-1)/math.Sqrt(float64(servers))
-		if math.IsInf(wait, 1) {
-			ca2 = 1
+		// QNA departures of each queue.
+		cd2, streams = 1+(1-rho*rho)*(ca2-1)+rho*rho*(cs2-1)/math.Sqrt(float64(servers)), queues
+		if rho >= 1 {
+			cd2 = 1
 		}
 	}
 	return p
