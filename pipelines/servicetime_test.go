@@ -193,3 +193,36 @@ func TestStepDraws(t *testing.T) {
 		t.Errorf("20 messages drew only %d different times", len(seen))
 	}
 }
+
+// TestSamplerConcurrent draws from one sampler on several goroutines, as an
+// async worker's messages do: every draw is one of the stream's, none lost
+// or repeated (run under -race).
+func TestSamplerConcurrent(t *testing.T) {
+	exp, _ := ExponentialTime(time.Millisecond)
+	s, ref := NewSampler(exp, 9, 0, "w"), NewSampler(exp, 9, 0, "w")
+	const g, per = 8, 200
+	got := make(chan time.Duration, g*per)
+	done := make(chan struct{})
+	for range g {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range per {
+				got <- s.Next()
+			}
+		}()
+	}
+	for range g {
+		<-done
+	}
+	close(got)
+	var all, want []time.Duration
+	for d := range got {
+		all = append(all, d)
+		want = append(want, ref.Next())
+	}
+	slices.Sort(all)
+	slices.Sort(want)
+	if !slices.Equal(all, want) {
+		t.Error("concurrent draws are not the stream's draws")
+	}
+}
