@@ -13,7 +13,8 @@ import (
 //	offset  size  field
 //	0       2     magic "NP"
 //	2       1     version (1)
-//	3       1     flags (0; reserved)
+//	3       1     flags: bit 0 (flagDrawn) set when the stage records carry
+//	              their drawn time; the other bits are reserved (0)
 //	4       8     seq        uint64, the source's sequence number
 //	12      8     sent       int64, when the source sent the message
 //	20      1     idLen      length of the correlation ID (1..64)
@@ -26,6 +27,8 @@ import (
 //	        8     arrived    when the stage received the message
 //	        8     started    when the stage began work
 //	        8     finished   when the stage ended work
+//	        8     drawn      only with flagDrawn: the time the stage drew for
+//	                         this message (ns; 0 for a constant stage)
 //	.       4     payloadLen uint32 (0..MaxPayload)
 //	.       pl    payload
 //
@@ -36,6 +39,8 @@ const (
 	MaxPayload = 900 << 10
 	maxIDLen   = 64
 	headerLen  = 21
+	// flagDrawn: every stage record carries its drawn time.
+	flagDrawn = 0x01
 )
 
 var envelopeMagic = [2]byte{'N', 'P'}
@@ -55,6 +60,9 @@ type StageRecord struct {
 	Arrived  int64  // stamp (see Stamp): received by the stage
 	Started  int64  // stamp (see Stamp): work began
 	Finished int64  // stamp (see Stamp): work ended
+	// Drawn is the time a stage with a service-time distribution drew for
+	// this message, ns; 0 for a constant stage (its time is the spec's).
+	Drawn int64
 }
 
 // Envelope is a message as it travels through a pipeline.
@@ -69,10 +77,25 @@ type Envelope struct {
 // EncodedLen is the size of e's encoding.
 func (e *Envelope) EncodedLen() int {
 	n := headerLen + len(e.ID) + 1 + 4 + len(e.Payload)
+	rec := 24
+	if e.drawn() {
+		rec = 32
+	}
 	for _, r := range e.Stages {
-		n += 2 + len(r.Worker) + 24
+		n += 2 + len(r.Worker) + rec
 	}
 	return n
+}
+
+// drawn reports whether any stage record carries a drawn time: then all
+// of them are encoded with one (flagDrawn).
+func (e *Envelope) drawn() bool {
+	for _, r := range e.Stages {
+		if r.Drawn != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Append appends e's encoding to b.
@@ -87,7 +110,12 @@ func (e *Envelope) Append(b []byte) ([]byte, error) {
 		return b, fmt.Errorf("encode envelope: payload %d bytes, at most %d", len(e.Payload), MaxPayload)
 	}
 	b = slices.Grow(b, e.EncodedLen())
-	b = append(b, envelopeMagic[0], envelopeMagic[1], EnvelopeVersion, 0)
+	var flags byte
+	drawn := e.drawn()
+	if drawn {
+		flags = flagDrawn
+	}
+	b = append(b, envelopeMagic[0], envelopeMagic[1], EnvelopeVersion, flags)
 	b = binary.LittleEndian.AppendUint64(b, e.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.Sent))
 	b = append(b, byte(len(e.ID)))
@@ -105,6 +133,12 @@ func (e *Envelope) Append(b []byte) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Arrived))
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Started))
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Finished))
+		if drawn {
+			if r.Drawn < 0 {
+				return b, fmt.Errorf("encode envelope: stage %d drew a negative time %d", r.Stage, r.Drawn)
+			}
+			b = binary.LittleEndian.AppendUint64(b, uint64(r.Drawn))
+		}
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Payload)))
 	b = append(b, e.Payload...)
@@ -126,8 +160,12 @@ func (e *Envelope) Decode(data []byte) error {
 	if data[2] != EnvelopeVersion {
 		return fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, data[2], EnvelopeVersion)
 	}
-	if data[3] != 0 {
-		return fmt.Errorf("%w: reserved flags %#x set", ErrMalformed, data[3])
+	if data[3]&^flagDrawn != 0 {
+		return fmt.Errorf("%w: reserved flags %#x set", ErrMalformed, data[3]&^flagDrawn)
+	}
+	rec := 24
+	if data[3]&flagDrawn != 0 {
+		rec = 32
 	}
 	if len(data) < headerLen {
 		return fmt.Errorf("%w: %d bytes, header needs %d", ErrTruncated, len(data), headerLen)
@@ -159,7 +197,7 @@ func (e *Envelope) Decode(data []byte) error {
 			return fmt.Errorf("%w: stage record %d is for stage %d", ErrMalformed, i+1, stage)
 		}
 		p += 2
-		if len(data) < p+wl+24 {
+		if len(data) < p+wl+rec {
 			return fmt.Errorf("%w: stage record %d", ErrTruncated, i+1)
 		}
 		r := StageRecord{Stage: stage}
@@ -168,7 +206,13 @@ func (e *Envelope) Decode(data []byte) error {
 		r.Arrived = int64(binary.LittleEndian.Uint64(data[p:]))
 		r.Started = int64(binary.LittleEndian.Uint64(data[p+8:]))
 		r.Finished = int64(binary.LittleEndian.Uint64(data[p+16:]))
-		p += 24
+		if rec == 32 {
+			r.Drawn = int64(binary.LittleEndian.Uint64(data[p+24:]))
+			if r.Drawn < 0 {
+				return fmt.Errorf("%w: stage %d drew a negative time", ErrMalformed, stage)
+			}
+		}
+		p += rec
 		if r.Started < r.Arrived || r.Finished < r.Started {
 			return fmt.Errorf("%w: stage %d times out of order (arrived %d, started %d, finished %d)",
 				ErrMalformed, stage, r.Arrived, r.Started, r.Finished)

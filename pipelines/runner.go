@@ -491,8 +491,8 @@ func (r *Runner) check(st *runState, env *Envelope) {
 		return
 	}
 	for i, rec := range env.Stages {
-		if d := time.Duration(rec.Finished - rec.Started); d < r.cfg.Spec.Durations[i] {
-			add("seq %d (%s): stage %s worked %v, less than its %v", env.Seq, env.ID, StageName(i), d, r.cfg.Spec.Durations[i])
+		if d, least := time.Duration(rec.Finished-rec.Started), r.cfg.Spec.MinWork(i, time.Duration(rec.Drawn)); d < least {
+			add("seq %d (%s): stage %s worked %v, less than its %v", env.Seq, env.ID, StageName(i), d, least)
 		}
 		if i > 0 && rec.Arrived < env.Stages[i-1].Finished {
 			add("seq %d (%s): stage %s arrived %v before stage %s finished", env.Seq, env.ID, StageName(i), time.Duration(env.Stages[i-1].Finished-rec.Arrived), StageName(i-1))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +37,17 @@ const MaxStages = 64
 // Spec describes a pipeline: its stages in order, how they work, and the
 // payload each message carries.
 type Spec struct {
-	// Durations holds each stage's defined time, S1 first.
+	// Durations holds each stage's defined time, S1 first: its constant
+	// time, or the mean of its distribution (Service). Bounds, floors and
+	// window sizes use it.
 	Durations []time.Duration
+	// Service holds each stage's service-time distribution when any stage
+	// is not constant (set both with SetTimes); nil: every stage takes
+	// exactly its Durations.
+	Service []ServiceTime
+	// Seed seeds the service-time draws: each worker of each stage draws
+	// from its own stream derived from it (see StreamSeed).
+	Seed uint64
 	// Work is the work model of every stage.
 	Work WorkModel
 	// PayloadSize is the number of payload bytes in each message.
@@ -56,6 +66,52 @@ func SeedDurations() []time.Duration {
 // DefaultSpec is the study's pipeline: seed durations, sleep work, 64-byte payload.
 func DefaultSpec() Spec {
 	return Spec{Durations: SeedDurations(), Work: Sleep, PayloadSize: 64}
+}
+
+// SetTimes sets the stages' service times: Durations to their means and
+// Service to the distributions (nil when every stage is constant).
+func (s *Spec) SetTimes(ts []ServiceTime) {
+	s.Durations = make([]time.Duration, len(ts))
+	s.Service = nil
+	for i, t := range ts {
+		s.Durations[i] = t.MeanDuration()
+		if !t.IsConstant() {
+			s.Service = slices.Clone(ts)
+		}
+	}
+}
+
+// Time is stage i's service-time distribution (0-based).
+func (s Spec) Time(i int) ServiceTime {
+	if i < len(s.Service) {
+		return s.Service[i]
+	}
+	return ConstantTime(s.Durations[i])
+}
+
+// Times is every stage's service-time distribution, S1 first.
+func (s Spec) Times() []ServiceTime {
+	ts := make([]ServiceTime, s.Stages())
+	for i := range ts {
+		ts[i] = s.Time(i)
+	}
+	return ts
+}
+
+// TimesString formats the stage times as ParseServiceTimes reads them.
+func (s Spec) TimesString() string { return ServiceTimesString(s.Times()) }
+
+// Random reports whether stage i's time is drawn from a distribution.
+func (s Spec) Random(i int) bool { return i < len(s.Service) && !s.Service[i].IsConstant() }
+
+// MinWork is the least time stage i may have worked on a message whose
+// record says drawn: the drawn sample for a random stage, the constant
+// time otherwise. No stage finishes sooner.
+func (s Spec) MinWork(i int, drawn time.Duration) time.Duration {
+	if s.Random(i) {
+		return drawn
+	}
+	return s.Durations[i]
 }
 
 // Stages is the number of stages.
@@ -100,6 +156,17 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("spec: stage %s: duration %v longer than %v", StageName(i), d, MaxStageDuration)
 		}
 	}
+	if len(s.Service) != 0 && len(s.Service) != len(s.Durations) {
+		return fmt.Errorf("spec: %d service times for %d stages", len(s.Service), len(s.Durations))
+	}
+	for i, t := range s.Service {
+		if err := t.check(); err != nil {
+			return fmt.Errorf("spec: stage %s: %w", StageName(i), err)
+		}
+		if m := t.MeanDuration(); m != s.Durations[i] {
+			return fmt.Errorf("spec: stage %s: %v has mean %v, Durations says %v (set both with SetTimes)", StageName(i), t, m, s.Durations[i])
+		}
+	}
 	for i, d := range s.Slowdown {
 		if d < 0 || d > MaxStageDuration {
 			return fmt.Errorf("spec: stage %s: slowdown %v out of range [0, %v]", StageName(i), d, MaxStageDuration)
@@ -123,31 +190,21 @@ func DurationsString(ds []time.Duration) string {
 	return strings.Join(parts, ",")
 }
 
-// ParseDurations reads a comma-separated list of stage times such as
-// "10ms,40ms,10ms,10ms". A bare number is taken as milliseconds. Each time
-// must be in [0, MaxStageDuration].
+// ParseDurations reads a comma-separated list of constant stage times such
+// as "10ms,40ms,10ms,10ms" (ParseServiceTimes reads each; a distribution is
+// an error here). A bare number is taken as milliseconds. Each time must be
+// in [0, MaxStageDuration].
 func ParseDurations(s string) ([]time.Duration, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, errors.New("durations: empty list")
+	ts, err := ParseServiceTimes(s)
+	if err != nil {
+		return nil, err
 	}
-	fields := strings.Split(s, ",")
-	out := make([]time.Duration, 0, len(fields))
-	for i, f := range fields {
-		f = strings.TrimSpace(f)
-		d, err := parseDuration(f)
-		if err != nil {
-			return nil, fmt.Errorf("durations: stage %s: %w", StageName(i), err)
+	out := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		if !t.IsConstant() {
+			return nil, fmt.Errorf("durations: stage %s: %v: want a constant time", StageName(i), t)
 		}
-		if d < 0 {
-			return nil, fmt.Errorf("durations: stage %s: negative duration %q", StageName(i), f)
-		}
-		if d > MaxStageDuration {
-			return nil, fmt.Errorf("durations: stage %s: %q is longer than %v", StageName(i), f, MaxStageDuration)
-		}
-		out = append(out, d)
-	}
-	if len(out) > MaxStages {
-		return nil, fmt.Errorf("durations: %d stages, at most %d", len(out), MaxStages)
+		out[i] = t.MeanDuration()
 	}
 	return out, nil
 }
@@ -171,7 +228,7 @@ func parseDuration(f string) (time.Duration, error) {
 // Environment variables that set parameters without editing code. Each is
 // documented in the README.
 const (
-	EnvDurations   = "NATSPIPE_DURATIONS"   // stage times, e.g. "10ms,40ms,10ms,10ms"
+	EnvDurations   = "NATSPIPE_DURATIONS"   // stage times, e.g. "10ms,40ms,10ms,10ms" or "10ms,exp(40ms),10ms,10ms"
 	EnvWork        = "NATSPIPE_WORK"        // "sleep" or "cpu"; benchmarks that sweep work ignore it
 	EnvPayload     = "NATSPIPE_PAYLOAD"     // payload bytes per message
 	EnvWindow      = "NATSPIPE_WINDOW"      // closed-loop window; 0 or unset: sized by Little's law
@@ -200,11 +257,11 @@ func SpecFromEnv(base Spec, getenv Getenv) (Spec, error) {
 	s := base
 	s.Durations = append([]time.Duration(nil), base.Durations...)
 	if v := getenv.get(EnvDurations); v != "" {
-		ds, err := ParseDurations(v)
+		ts, err := ParseServiceTimes(v)
 		if err != nil {
 			return Spec{}, fmt.Errorf("%s=%q: %w", EnvDurations, v, err)
 		}
-		s.Durations = ds
+		s.SetTimes(ts)
 	}
 	if v := getenv.get(EnvWork); v != "" {
 		w, err := ParseWorkModel(v)

@@ -17,14 +17,21 @@ type Step struct {
 	// Extra is hidden work on top of Duration (Spec.Slowdown): a deliberate
 	// regression for testing the gate.
 	Extra time.Duration
+	// Sampler draws the stage's time for each message when the stage's
+	// time is a distribution (Duration is then its mean); nil: Duration.
+	Sampler *Sampler
 }
 
 // StepsFor returns one Step per stage of spec, each stamped with the worker
-// name worker(i).
+// name worker(i); a stage with a service-time distribution gets a Sampler
+// seeded from spec.Seed, the stage and that name (see StreamSeed).
 func StepsFor(spec Spec, worker func(i int) string) []Step {
 	steps := make([]Step, spec.Stages())
 	for i, d := range spec.Durations {
 		steps[i] = Step{Index: i, Duration: d, Work: spec.Work, Worker: worker(i)}
+		if spec.Random(i) {
+			steps[i].Sampler = NewSampler(spec.Time(i), spec.Seed, i, steps[i].Worker)
+		}
 		if i < len(spec.Slowdown) {
 			steps[i].Extra = spec.Slowdown[i]
 		}
@@ -57,11 +64,16 @@ func (s Step) Run(ctx context.Context, env *Envelope, arrived time.Time) error {
 		return fmt.Errorf("stage %s: %w: message %s (seq %d) has %d stage records, want %d",
 			StageName(s.Index), ErrMalformed, env.ID, env.Seq, len(env.Stages), s.Index)
 	}
+	d, drawn := s.Duration, time.Duration(0)
+	if s.Sampler != nil {
+		d = s.Sampler.Next()
+		drawn = d
+	}
 	started := time.Now()
-	if err := DoWork(ctx, s.Work, s.Duration+s.Extra); err != nil {
+	if err := DoWork(ctx, s.Work, d+s.Extra); err != nil {
 		return fmt.Errorf("stage %s: work on seq %d: %w", StageName(s.Index), env.Seq, err)
 	}
-	elapsed := time.Since(started) // monotonic: never less than s.Duration
+	elapsed := time.Since(started) // monotonic: never less than d
 	wait := max(started.Sub(arrived), 0)
 	start := Stamp(started)
 	env.Stages = append(env.Stages, StageRecord{
@@ -70,6 +82,7 @@ func (s Step) Run(ctx context.Context, env *Envelope, arrived time.Time) error {
 		Arrived:  start - int64(wait),
 		Started:  start,
 		Finished: start + int64(elapsed),
+		Drawn:    int64(drawn),
 	})
 	return nil
 }

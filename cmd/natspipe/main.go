@@ -2,6 +2,8 @@
 // NATS server, analyses their traces and gates benchmark results.
 //
 //	natspipe run -variant p4 -alloc 1-4-1-1 -n 300 -trace traces/
+//	natspipe run -f testdata/pipelines/seed.yaml
+//	natspipe plan -workers 7 testdata/pipelines/seed.yaml
 //	natspipe analyze -o report/ traces/
 //	natspipe gate [flags] BASE.txt NEW.txt   fail when NEW regresses against BASE
 //
@@ -26,6 +28,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"analyze":        {runAnalyze, "per-stage and end-to-end analysis of trace files; -o DIR adds plots and an HTML report"},
 		"report":         {runReport, "write plots and an HTML report of trace files into -o DIR"},
+		"plan":           {runPlan, "rank allocations of -workers N over a pipeline file's stages by bound and predicted latency; -target R: fewest workers"},
 		"run":            {runRun, "run one pipeline variant once against NATS_URL or an embedded server; optional trace"},
 		"worker":         {runWorker, "serve one stage of a P3/P4 pipeline (the same as natspipe-worker)"},
 		"gate":           {runGate, "compare two Go benchmark files; exit 1 on a statistically significant regression"},

@@ -19,6 +19,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/p4"
+	"github.com/natspipe/natspipe/pipelines/pipefile"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
 	"github.com/natspipe/natspipe/pipelines/transport"
@@ -29,6 +30,7 @@ import (
 
 // runOptions are the flags of natspipe run.
 type runOptions struct {
+	file        string // -f: the pipeline file
 	variant     string
 	transport   string
 	nats        natsconn.Config
@@ -69,11 +71,12 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return 2
 	}
+	registerFileFlags(fs, &o.file)
 	fs.StringVar(&o.variant, "variant", "p4", "variant to run: "+strings.Join(variants.Names(), ", "))
 	fs.StringVar(&o.transport, "transport", transports.Default, "p1-p4: broker transport: "+strings.Join(transports.Names(), ", "))
 	o.nats = natsconn.FromEnv(nil)
 	o.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server)")
-	fs.StringVar(&o.durations, "durations", pipelines.DurationsString(base.Durations), "stage times, comma-separated")
+	fs.StringVar(&o.durations, "durations", base.TimesString(), "stage times or service-time distributions, comma-separated, e.g. 10ms,exp(40ms),10ms,10ms")
 	fs.StringVar(&o.work, "work", string(base.Work), "work model: sleep or cpu")
 	fs.IntVar(&o.payload, "payload", base.PayloadSize, "payload bytes per message")
 	fs.IntVar(&o.n, "n", 300, "messages to send")
@@ -85,7 +88,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.rate, "rate", 0, "open loop: send at this many msgs/s instead of a closed window")
 	fs.Float64Var(&o.load, "load", 0, "open loop: send at this fraction of the theoretical bound (e.g. 0.8)")
 	fs.StringVar(&o.arrivals, "arrivals", string(pipelines.Fixed), "open loop: fixed or poisson intervals")
-	fs.Uint64Var(&o.seed, "seed", 1, "open loop: seed for poisson arrivals")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed for poisson arrivals and service-time draws")
 	fs.StringVar(&o.traceDir, "trace", os.Getenv(trace.EnvTrace), "write the trace (JSONL and CSV) into this directory")
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
@@ -108,6 +111,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.set = setFlags(fs)
+	if o.file != "" {
+		p, err := pipefile.Load(o.file)
+		if err != nil {
+			fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+			return 2
+		}
+		applyPipelineFile(&o, p, o.set)
+	}
 	if err := checkRunOptions(o, o.set); err != nil {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
@@ -181,7 +192,7 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Result, error) {
 	// Up to the trace directory's probe, every error is a usage error:
 	// checkRunOptions has caught most of them already.
-	ds, err := pipelines.ParseDurations(o.durations)
+	ts, err := pipelines.ParseServiceTimes(o.durations)
 	if err != nil {
 		return nil, usagef("-durations: %w", err)
 	}
@@ -189,7 +200,8 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 	if err != nil {
 		return nil, usagef("-work: %w", err)
 	}
-	spec := pipelines.Spec{Durations: ds, Work: work, PayloadSize: o.payload}
+	spec := pipelines.Spec{Work: work, PayloadSize: o.payload, Seed: o.seed}
+	spec.SetTimes(ts)
 	spec.Slowdown, err = pipelines.SlowdownFromEnv(nil, spec.Stages())
 	if err != nil {
 		return nil, badInput(err)

@@ -88,7 +88,7 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 	if _, err := transports.Lookup(o.transport); err != nil {
 		return usagef("-transport %q: want %s", o.transport, oneOf(transports.Names()))
 	}
-	ds, err := pipelines.ParseDurations(o.durations)
+	ds, err := pipelines.ParseServiceTimes(o.durations)
 	if err != nil {
 		return usagef("-durations %q: %v", o.durations, err)
 	}

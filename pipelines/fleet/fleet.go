@@ -340,7 +340,8 @@ func (f *Fleet) flags(id WorkerID) []string {
 	args := []string{
 		"-stage", pipelines.StageName(id.Stage),
 		"-prefix", c.Subjects.Prefix,
-		"-durations", pipelines.DurationsString(c.Spec.Durations),
+		"-durations", c.Spec.TimesString(),
+		"-seed", strconv.FormatUint(c.Spec.Seed, 10),
 		"-work", string(c.Spec.Work),
 		"-mode", string(c.Mode),
 		"-name", id.Name,

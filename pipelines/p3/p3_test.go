@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -296,4 +297,49 @@ func running(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestDistributions runs worker processes whose stages draw their times
+// (uniform S1, exponential S2, lognormal S3): every message works at least
+// its own draw, the stages draw different sequences, and a rerun with the
+// same seed draws the same times again.
+func TestDistributions(t *testing.T) {
+	benchkit.CheckLeaks(t)
+	srv := natstest.Start(t)
+	ts, err := pipelines.ParseServiceTimes("uniform(1ms,3ms),exp(3ms),lognormal(2ms,cv=1),1ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := pipelines.Spec{Work: pipelines.Sleep, PayloadSize: 16, Seed: 42}
+	spec.SetTimes(ts)
+	draws := func() [][]int64 {
+		fx := varianttest.Start(t, srv.Conn, starter(Options{}), config(spec, worker.Sync, 0))
+		res, err := fx.Runner.Run(context.Background(), fx.Endpoint, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		varianttest.CheckExactlyOnce(t, spec, res) // worked >= drawn, per message
+		out := make([][]int64, spec.Stages())
+		for _, rec := range res.Records {
+			for i, s := range rec.Stages {
+				if spec.Random(i) != (s.Drawn != 0) {
+					t.Fatalf("seq %d stage %s: drawn %d, random %v", rec.Seq, pipelines.StageName(i), s.Drawn, spec.Random(i))
+				}
+				out[i] = append(out[i], s.Drawn)
+			}
+		}
+		return out
+	}
+	a, b := draws(), draws()
+	for i := range 3 {
+		if !slices.Equal(a[i], b[i]) {
+			t.Errorf("stage %s: a rerun with the same seed drew other times", pipelines.StageName(i))
+		}
+		if len(slices.Compact(slices.Sorted(slices.Values(a[i])))) < 50 {
+			t.Errorf("stage %s: 60 messages drew few distinct times", pipelines.StageName(i))
+		}
+	}
+	if a[1][0] == a[2][0] || slices.Equal(a[1], a[2]) {
+		t.Error("two stages drew the same sequence")
+	}
 }

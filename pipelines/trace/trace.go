@@ -76,13 +76,16 @@ type Meta struct {
 	// broker ("kfake"): see pipelines.RunConfig.Broker.
 	Broker    string          `json:"broker,omitempty"`
 	Stages    int             `json:"stages"`
-	Durations []time.Duration `json:"durations_ns"` // each stage's defined time, S1 first
-	Work      string          `json:"work"`         // "sleep" or "cpu"
-	Payload   int             `json:"payload_bytes"`
-	N         int             `json:"n"`        // messages the run was asked to send
-	Messages  int             `json:"messages"` // message records that follow the header
-	Window    int             `json:"window"`   // closed-loop window; 0 for open loop
-	Rate      float64         `json:"rate"`     // open-loop rate, msgs/s; 0 for closed loop
+	Durations []time.Duration `json:"durations_ns"` // each stage's defined time, S1 first (a distribution's mean)
+	// Service is each stage's service-time distribution as
+	// pipelines.ParseServiceTime reads it, when any stage is not constant.
+	Service  []string `json:"service,omitempty"`
+	Work     string   `json:"work"` // "sleep" or "cpu"
+	Payload  int      `json:"payload_bytes"`
+	N        int      `json:"n"`        // messages the run was asked to send
+	Messages int      `json:"messages"` // message records that follow the header
+	Window   int      `json:"window"`   // closed-loop window; 0 for open loop
+	Rate     float64  `json:"rate"`     // open-loop rate, msgs/s; 0 for closed loop
 	// Bound is the configuration's theoretical throughput, msgs/s; 0 when
 	// unknown or unbounded.
 	Bound float64 `json:"bound"`
@@ -274,6 +277,10 @@ type Stage struct {
 	Arrived  int64  `json:"arrived"`
 	Started  int64  `json:"started"`
 	Finished int64  `json:"finished"`
+	// Drawn is the time a stage with a service-time distribution drew for
+	// this message, ns (pipelines.StageRecord.Drawn); 0 for a constant
+	// stage. JSONL only: the CSV's defined_ns is the stage's mean.
+	Drawn int64 `json:"drawn_ns,omitempty"`
 }
 
 // Wait is the time the message queued at the stage: Started - Arrived.
@@ -306,6 +313,9 @@ func New(res *pipelines.Result) *Trace {
 		GoVersion:  runtime.Version(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0),
 	}
+	for _, st := range res.Spec.Service {
+		m.Service = append(m.Service, st.String())
+	}
 	m.SetAccount(&res.Account)
 	t := &Trace{Meta: m}
 	for i := range res.Records {
@@ -318,7 +328,7 @@ func New(res *pipelines.Result) *Trace {
 			msg.ID, msg.Sent = r.ID, r.Sent
 			msg.Stages = make([]Stage, len(r.Stages))
 			for j, s := range r.Stages {
-				msg.Stages[j] = Stage{Stage: s.Stage, Worker: s.Worker, Arrived: s.Arrived, Started: s.Started, Finished: s.Finished}
+				msg.Stages[j] = Stage{Stage: s.Stage, Worker: s.Worker, Arrived: s.Arrived, Started: s.Started, Finished: s.Finished, Drawn: s.Drawn}
 			}
 		}
 		t.Messages = append(t.Messages, msg)

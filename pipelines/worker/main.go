@@ -66,7 +66,8 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	stageFlag := fs.String("stage", "", "stage to serve: S1..SN, or its 1-based index (required)")
 	prefix := fs.String("prefix", DefaultPrefix, "subject prefix: stages are <prefix>.s1..sN, results <prefix>.done")
 	durations := fs.String("durations", envOr(pipelines.EnvDurations, pipelines.DurationsString(pipelines.SeedDurations())),
-		"every stage's time, comma-separated; the count sets the number of stages; $NATSPIPE_DURATIONS when set")
+		"every stage's time or service-time distribution, comma-separated, e.g. 10ms,exp(40ms),uniform(2ms,8ms),lognormal(5ms,cv=1.5); the count sets the number of stages; $NATSPIPE_DURATIONS when set")
+	seed := fs.Uint64("seed", 1, "seed of the service-time draws; the worker's stream is derived from it, its stage and its -name")
 	work := fs.String("work", envOr(pipelines.EnvWork, string(pipelines.Sleep)), "work model: sleep or cpu; $NATSPIPE_WORK when set")
 	mode := fs.String("mode", string(Sync), "sync (one message in stage work at a time) or async (up to -concurrency)")
 	conc := fs.Int("concurrency", 0, fmt.Sprintf("messages in stage work at once in async mode (default %d)", DefaultConcurrency))
@@ -98,10 +99,13 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if conn.URL == "" {
 		conn.URL = bus.DefaultURL
 	}
-	ds, err := pipelines.ParseDurations(*durations)
+	ts, err := pipelines.ParseServiceTimes(*durations)
 	if err != nil {
 		return usage("-durations: %v", err)
 	}
+	spec := pipelines.Spec{Seed: *seed}
+	spec.SetTimes(ts)
+	ds := spec.Durations
 	wm, err := pipelines.ParseWorkModel(*work)
 	if err != nil {
 		return usage("-work: %v", err)
@@ -155,11 +159,12 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 			return usage("-run-concurrency %q: %d counts for %d stages", *runConc, len(runConcurrency), len(ds))
 		}
 	}
+	spec.Work, spec.Slowdown = wm, sd
 	cfg := Config{
 		NATS:           conn,
 		Subjects:       bus.Subjects{Prefix: *prefix},
 		Stage:          stage,
-		Spec:           pipelines.Spec{Durations: ds, Work: wm, Slowdown: sd},
+		Spec:           spec,
 		Mode:           m,
 		Concurrency:    *conc,
 		Name:           *name,

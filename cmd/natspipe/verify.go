@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+
+	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/fleet"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
+	"github.com/natspipe/natspipe/pipelines/p2"
+	"github.com/natspipe/natspipe/pipelines/pipefile"
+	allocplan "github.com/natspipe/natspipe/pipelines/plan"
+	"github.com/natspipe/natspipe/pipelines/transports"
+	"github.com/natspipe/natspipe/pipelines/worker"
+)
+
+// verifyRun is one measured allocation of natspipe plan -verify.
+type verifyRun struct {
+	pred             allocplan.Prediction
+	closed, open     *pipelines.Result
+	closedErr, opErr error
+}
+
+// verifyOptions are the natspipe run options of a P4 run of the file p
+// with allocation pr.Alloc: open loop at pr.Rate with rate > 0, else
+// closed loop (the window sized by Little's law).
+func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
+	o := runOptions{variant: "p4", transport: transports.Default, durations: p.Spec.TimesString(),
+		work: string(p.Spec.Work), payload: p.Spec.PayloadSize, n: n, inflight: p2.DefaultInflight,
+		alloc: pr.Alloc.String(), mode: string(worker.Sync), concurrency: p.Concurrency, rate: rate,
+		arrivals: string(arrivals), seed: p.Spec.Seed, liveness: fleet.DefaultLiveness,
+		onWorkerExit: string(fleet.Continue), set: map[string]bool{}}
+	if p.Transport != "" {
+		o.transport = p.Transport
+	}
+	if p.Mode != "" {
+		o.mode = string(p.Mode)
+	}
+	return o
+}
+
+// verify runs each prediction's allocation twice for real: closed loop
+// (its throughput against the bound) and open loop at the prediction's
+// rate (its mean latency against the predicted one), and prints them
+// side by side. It returns 1 when a run failed.
+func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline, m allocplan.Model, ps []allocplan.Prediction, n int) int {
+	arrivals := m.Arrivals
+	conn, err := natsconn.FromEnv(nil).Resolve(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "natspipe plan: -verify: %v\n", err)
+		return 2
+	}
+	var runs []verifyRun
+	code := 0
+	for _, pr := range ps {
+		v := verifyRun{pred: pr}
+		for _, open := range []bool{false, true} {
+			rate := 0.0
+			if open {
+				if math.IsInf(pr.Latency, 1) {
+					continue // over capacity at that rate: no steady state to measure
+				}
+				rate = pr.Rate
+			}
+			o := verifyOptions(p, pr, rate, n, arrivals)
+			o.nats = conn
+			if err := checkRunOptions(o, o.set); err != nil {
+				fmt.Fprintf(stderr, "natspipe plan: -verify %s: %v\n", pr.Alloc, err)
+				return runExit(err)
+			}
+			res, err := execute(ctx, o, io.Discard)
+			if err != nil {
+				fmt.Fprintf(stderr, "natspipe plan: -verify %s (rate %g): %v\n", pr.Alloc, rate, err)
+				code = 1
+			}
+			if open {
+				v.open, v.opErr = res, err
+			} else {
+				v.closed, v.closedErr = res, err
+			}
+		}
+		runs = append(runs, v)
+	}
+	fmt.Fprintf(stdout, "verified: P4 over %s, %d messages a run; throughput closed loop (Little's-law window), latency open loop at the rate above with %s arrivals\n", verifyOptions(p, ps[0], 0, n, arrivals).transport, n, arrivals)
+	fmt.Fprintln(stdout, "predicted-from-measured-service: the same model with each stage's measured service times (their mean and variance) in place of the file's")
+	m0 := m
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "alloc\tbound-msgs/s\tmeasured-msgs/s\tratio\tpredicted-ms\tmeasured-mean-ms\tratio\tpredicted-from-measured-service-ms\tratio")
+	for _, v := range runs {
+		thr, tr := "-", "-"
+		if v.closed != nil && v.closedErr == nil {
+			thr = fmt.Sprintf("%.1f", v.closed.Throughput)
+			tr = fmt.Sprintf("%.3f", v.closed.Throughput/v.pred.Bound)
+		}
+		pl, ml, lr, ms, mr := "inf", "-", "-", "-", "-"
+		if !math.IsInf(v.pred.Latency, 1) {
+			pl = fmt.Sprintf("%.1f", v.pred.Latency*1e3)
+		}
+		if v.open != nil && v.opErr == nil && v.open.Latency != nil {
+			m := v.open.Latency.Mean() / 1e3 // µs to ms
+			ml = fmt.Sprintf("%.1f", m)
+			lr = fmt.Sprintf("%.3f", m/(v.pred.Latency*1e3))
+			if mm, ok := measuredModel(m0, v.open); ok {
+				q := mm.Predict(v.pred.Alloc, v.pred.Rate).Latency * 1e3
+				ms, mr = fmt.Sprintf("%.1f", q), fmt.Sprintf("%.3f", m/q)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.pred.Alloc, v.pred.Bound, thr, tr, pl, ml, lr, ms, mr)
+	}
+	tw.Flush()
+	return code
+}
+
+// measuredModel is m with each stage's service time replaced by the
+// service times res measured (an empirical distribution: their mean and
+// variance), so the queueing model is checked apart from how far the
+// machine's stage times stray from the file's.
+func measuredModel(m allocplan.Model, res *pipelines.Result) (allocplan.Model, bool) {
+	k := m.Spec.Stages()
+	samples := make([][]time.Duration, k)
+	for i := range res.Records {
+		r := &res.Records[i]
+		if !r.Completed() || len(r.Stages) != k {
+			continue
+		}
+		for j, s := range r.Stages {
+			samples[j] = append(samples[j], time.Duration(s.Finished-s.Started))
+		}
+	}
+	ts := make([]pipelines.ServiceTime, k)
+	for j, ss := range samples {
+		t, err := pipelines.EmpiricalTime(ss, "measured")
+		if err != nil {
+			return m, false
+		}
+		ts[j] = t
+	}
+	m.Spec.SetTimes(ts)
+	return m, true
+}
