@@ -86,7 +86,12 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 		workers  = fs.String("workers", "", "workers per stage for utilization, e.g. `1,4,1,1` (default: the distinct workers each trace shows)")
 		labels   = fs.String("labels", "", "comma-separated `names` for the traces, in order (default: variant, then allocation, then file name)")
 		timeline = fs.Int("timeline", 20, "messages shown in each timeline `N`")
+		size     = fs.String("size", "8x5in", "each chart's size `WxH` in in, cm, mm, pt or px (the default unit; PNGs are 96 dpi): 8x5in is 768x480")
+		wide     bool
 	)
+	if name == "analyze" {
+		fs.BoolVar(&wide, "wide", false, "print the tables at full width instead of fitting them to 100 columns")
+	}
 	if name == "analyze" {
 		fs.BoolVar(&jsonOut, "json", false, "print the analysis as JSON instead of tables")
 	}
@@ -114,6 +119,10 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	if *timeline < 1 {
 		return usageErr("-timeline %d: want at least 1", *timeline)
+	}
+	width, height, err := plots.ParseSize(*size)
+	if err != nil {
+		return usageErr("-size: %v", err)
 	}
 	var opts analysis.Options
 	if *workers != "" {
@@ -159,7 +168,7 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 
 	var reportPath string
 	if *out != "" {
-		reportPath, err = plots.WriteReport(rep, *out, plots.Options{Timeline: *timeline})
+		reportPath, err = plots.WriteReport(rep, *out, plots.Options{Timeline: *timeline, Width: width, Height: height})
 		if err != nil {
 			return fail(err)
 		}
@@ -170,7 +179,11 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	case jsonOut:
 		err = rep.WriteJSON(stdout)
 	default:
-		err = rep.WriteText(stdout)
+		textWidth := analysis.TextWidth
+		if wide {
+			textWidth = 0
+		}
+		err = rep.WriteTextWidth(stdout, textWidth)
 		if err == nil && reportPath != "" {
 			_, err = fmt.Fprintf(stdout, "\nreport: %s\n", reportPath)
 		}
