@@ -341,16 +341,24 @@ func ellipsis(s string, n int) string {
 }
 
 // wrap breaks s at spaces into lines no wider than width (0: no limit), the
-// first prefixed by first, the rest by rest; a word longer than a line
-// stays whole.
+// first prefixed by first, the rest by rest; a word longer than a line is
+// cut.
 func wrap(s string, width int, first, rest string) []string {
 	if width <= 0 || utf8.RuneCountInString(first+s) <= width {
 		return []string{first + s}
 	}
+	room := max(1, width-utf8.RuneCountInString(rest))
+	var words []string
+	for _, word := range strings.Fields(s) {
+		for r := []rune(word); len(r) > 0; {
+			n := min(len(r), room)
+			words, r = append(words, string(r[:n])), r[n:]
+		}
+	}
 	var lines []string
 	line := first
 	empty := true
-	for _, word := range strings.Fields(s) {
+	for _, word := range words {
 		if !empty && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > width {
 			lines = append(lines, line)
 			line, empty = rest, true
