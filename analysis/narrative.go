@@ -88,9 +88,12 @@ func (r *Run) narrative() string {
 		fmt.Fprintf(&b, ", workers %s", r.AllocationString())
 	}
 	fmt.Fprintf(&b, ", %s. ", r.sourceText())
-	if r.Bound > 0 {
+	switch {
+	case r.Bound > 0 && r.OpenLoop != nil:
+		fmt.Fprintf(&b, "Bound %s msgs/s, measured %s msgs/s: efficiency %s (open loop: throughput follows the offered rate). ", rate(r.Bound), rate(r.Throughput), eff(r.Efficiency))
+	case r.Bound > 0:
 		fmt.Fprintf(&b, "Bound %s msgs/s, measured %s msgs/s: efficiency %s. ", rate(r.Bound), rate(r.Throughput), eff(r.Efficiency))
-	} else {
+	default:
 		fmt.Fprintf(&b, "No bound known; measured %s msgs/s. ", rate(r.Throughput))
 	}
 	if i := slices.IndexFunc(r.Stages, func(s Stage) bool { return s.Name == r.Bottleneck }); i >= 0 {

@@ -61,10 +61,10 @@ func WriteReport(rep *analysis.Report, dir string, opts Options) (string, error)
 		Runs      []*analysis.Run
 		Narrative []string
 		Summary   []analysis.Table
-		Details  []analysis.Table
-		Figures  []figure
-		JSONFile string
-		Style    template.CSS
+		Details   []analysis.Table
+		Figures   []figure
+		JSONFile  string
+		Style     template.CSS
 	}{rep.Runs, rep.Narrative(), tables[:summary], tables[summary:], figs, JSONFile, template.CSS(css)}
 	t, err := template.New("report").Parse(reportHTML)
 	if err != nil {

@@ -423,6 +423,7 @@ func Efficiency(rep *analysis.Report) (*Chart, error) {
 	labels := make([]string, n)
 	b := newBars()
 	top := 1.0
+	var loads plotter.XYs
 	for i, r := range rep.Runs {
 		labels[i] = r.Label
 		if r.Bound <= 0 {
@@ -431,9 +432,17 @@ func Efficiency(rep *analysis.Report) (*Chart, error) {
 		}
 		b.add(barItem{x: float64(i), w: 0.6, y: r.Efficiency, fill: palette(i), label: strconv.FormatFloat(r.Efficiency, 'f', 2, 64)})
 		top = max(top, r.Efficiency)
+		if r.OpenLoop != nil {
+			loads = append(loads, plotter.XY{X: float64(i), Y: load(r)})
+		}
 	}
 	p.Add(b, hline{y: 1, col: grey()})
 	ch.addLegend("bound", hline{y: 1, col: grey()})
+	if len(loads) > 0 {
+		p.Add(marks{at: loads, half: 0.4, col: color.Black})
+		ch.addLegend("offered load", hline{col: color.Black})
+		ch.Caption += " An open-loop run's throughput follows its offered rate, so its efficiency is about its offered load (black dashes), not what the pipeline could do; efficiency past the load is a backlog drained within the run."
+	}
 	p.Y.Label.Text = "efficiency (measured / bound)"
 	p.Y.Min, p.Y.Max = 0, top*1.15
 	nominalX(p, labels)
@@ -514,9 +523,8 @@ func LatencyAtLoad(rep *analysis.Report) (*Chart, error) {
 		ch.addLegend(q.name, swatch{col: lighten(grey(), q.shade)})
 	}
 	if len(floors) > 0 {
-		if err := ch.addPoints("floor", floors, false, pointStyle{color: grey(), glyph: floorGlyph{}, radius: vg.Points(14)}); err != nil {
-			return nil, fmt.Errorf("plots: latency floor: %w", err)
-		}
+		p.Add(marks{at: floors, half: 0.42, col: grey()})
+		ch.addLegend("floor", hline{col: grey()})
 	}
 	if valueAxis(&p.Y, vals) {
 		p.Y.Label.Text = "latency (ms, log scale)"
@@ -528,13 +536,22 @@ func LatencyAtLoad(rep *analysis.Report) (*Chart, error) {
 	return ch, nil
 }
 
-// floorGlyph is a short horizontal dash across a run's bars.
-type floorGlyph struct{}
+// marks draws a dashed segment at each point's y, from x-half to x+half:
+// a run's latency floor or offered load across its bars.
+type marks struct {
+	at   plotter.XYs
+	half float64
+	col  color.Color
+}
 
-// DrawGlyph implements draw.GlyphDrawer.
-func (floorGlyph) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
-	ls := draw.LineStyle{Color: sty.Color, Width: vg.Points(1.5), Dashes: []vg.Length{vg.Points(3), vg.Points(2)}}
-	c.StrokeLine2(ls, pt.X-sty.Radius, pt.Y, pt.X+sty.Radius, pt.Y)
+// Plot implements plot.Plotter.
+func (f marks) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	ls := draw.LineStyle{Color: f.col, Width: vg.Points(1.5), Dashes: []vg.Length{vg.Points(6), vg.Points(3)}}
+	for _, pt := range f.at {
+		y := trY(pt.Y)
+		c.StrokeLines(ls, c.ClipLinesXY([]vg.Point{{X: trX(pt.X - f.half), Y: y}, {X: trX(pt.X + f.half), Y: y}})...)
+	}
 }
 
 // roundSig rounds v to n significant figures.

@@ -36,8 +36,10 @@ files are read (its .csv files if it has no .jsonl). A trace that cannot be
 read or has no completed message is skipped with a note on stderr; it fails
 only when no trace is usable.
 
-With -o DIR it also writes the charts (PNG and SVG), analysis.json and
-report.html into DIR. With -json it prints JSON instead of tables.
+The text fits 100 columns: a wider table is split into parts ("runs
+(continued)") that repeat the run, long lines wrap; -wide prints the full
+tables and the account lines unwrapped. With -o DIR it also writes the
+report, as natspipe report does. With -json it prints JSON instead of tables.
 
 Write traces with NATSPIPE_TRACE=DIR when running benchmarks.
 
@@ -46,12 +48,21 @@ Flags:
 
 const reportUsage = `usage: natspipe report -o DIR [flags] TRACE...
 
-Writes DIR/report.html: the analysis tables of "natspipe analyze" and its
-charts (latency by percentile, per-stage wait and service, throughput against
-bound, a timeline per run), as PNG and SVG in DIR, with the numbers as
-DIR/analysis.json. Prints the report's path. A trace that cannot be read or
-has no completed message is skipped with a note on stderr; it fails only
-when no trace is usable.
+Writes DIR/report.html, one self-contained file: a generated account of the
+runs (per run the bound, measured throughput and efficiency, the bottleneck,
+where a message's time goes; then what differs between the runs), the
+charts embedded (efficiency per run, throughput with its bound on a log
+axis past 10x, per-stage wait and service, latency by percentile with each
+closed-loop window, latency at equal offered load for open-loop runs, a
+timeline per run) and the analysis tables of "natspipe analyze". Each chart
+is also written as PNG and SVG in DIR, -size WxH each (8x5in, which is
+768x480 px at 96 dpi), and the numbers as DIR/analysis.json. Prints the
+report's path. A trace that cannot be read or has no completed message is
+skipped with a note on stderr; it fails only when no trace is usable.
+
+Example:
+  NATSPIPE_TRACE=traces/suite go test -run '^$' -bench 'Suite/work=sleep' -benchtime 200x ./bench
+  natspipe report -o report -size 10x6in traces/suite
 
 Flags:
 `
