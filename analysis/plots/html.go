@@ -46,7 +46,7 @@ func WriteReport(rep *analysis.Report, dir string, opts Options) (string, error)
 			return "", fmt.Errorf("report: embed %s: %w", ch.Name, err)
 		}
 		uri := "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
-		figs = append(figs, figure{Name: ch.Name, Title: ch.Title, Caption: ch.Caption, PNG: template.URL(uri)}) //nolint:gosec // our own PNG, base64
+		figs = append(figs, figure{Name: ch.Name, Title: ch.Title, Caption: ch.Caption, PNG: template.URL(uri)})
 	}
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
