@@ -16,6 +16,7 @@ type barItem struct {
 	fill    color.Color
 	edge    color.Color // outline; nil for none
 	label   string
+	inside  bool // the label inside the bar's top, in white, rather than above it
 }
 
 // bars is a plot.Plotter of vertical bars that start at the value axis'
@@ -52,7 +53,13 @@ func (b *bars) Plot(c draw.Canvas, p *plot.Plot) {
 			ls := draw.LineStyle{Color: it.edge, Width: vg.Points(1)}
 			c.StrokeLines(ls, c.ClipLinesXY(append(box, box[0]))...)
 		}
-		if it.label != "" {
+		switch {
+		case it.label == "":
+		case it.inside:
+			in := txt
+			in.YAlign, in.Color = draw.YTop, color.White
+			c.FillText(in, vg.Point{X: (x0 + x1) / 2, Y: y1 - vg.Points(3)}, it.label)
+		default:
 			c.FillText(txt, vg.Point{X: (x0 + x1) / 2, Y: y1 + vg.Points(2)}, it.label)
 		}
 	}

@@ -430,7 +430,9 @@ func Efficiency(rep *analysis.Report) (*Chart, error) {
 			labels[i] += " (no bound)"
 			continue
 		}
-		b.add(barItem{x: float64(i), w: 0.6, y: r.Efficiency, fill: palette(i), label: strconv.FormatFloat(r.Efficiency, 'f', 2, 64)})
+		// Labels sit inside the bars that reach near the line at 1, so
+		// the line does not cross them.
+		b.add(barItem{x: float64(i), w: 0.6, y: r.Efficiency, fill: palette(i), label: strconv.FormatFloat(r.Efficiency, 'f', 2, 64), inside: r.Efficiency > 0.2})
 		top = max(top, r.Efficiency)
 		if r.OpenLoop != nil {
 			loads = append(loads, plotter.XY{X: float64(i), Y: load(r)})
