@@ -249,11 +249,13 @@ func (rep *Report) Transports() []string {
 }
 
 // label names runs by variant, with their transport when the runs went
-// over more than one; where that is ambiguous, with the allocation too;
+// over more than one (P0, which has none, does not count: P0..P4 over core
+// NATS read p0, p1, ...); where that is ambiguous, with the allocation too;
 // then by what tells their file names apart; then by position.
 func label(runs []*Run) {
 	byFile := fileLabels(runs)
-	mixed := len((&Report{Runs: runs}).Transports()) > 1
+	brokers := slices.DeleteFunc((&Report{Runs: runs}).Transports(), func(t string) bool { return t == "-" })
+	mixed := len(brokers) > 1
 	variant := func(r *Run) string {
 		if mixed && r.Transport != "" {
 			return r.Variant + " " + r.TransportName()

@@ -176,6 +176,24 @@ func TestLabels(t *testing.T) {
 	if rep.Runs[0].Label != "p4" || rep.Runs[1].Label != "p3" {
 		t.Errorf("labels %q %q, want p4 p3", rep.Runs[0].Label, rep.Runs[1].Label)
 	}
+	// P0 has no transport: next to runs over one transport, nobody's label
+	// names it; over two, the brokered runs' labels do.
+	p0, core, js := handTrace(false), handTrace(false), handTrace(false)
+	p0.Meta.Variant, core.Meta.Transport, js.Meta.Transport = "p0", "core", "js"
+	for _, tc := range []struct {
+		trs  []*trace.Trace
+		want []string
+	}{{[]*trace.Trace{p0, core}, []string{"p0", "p4"}}, {[]*trace.Trace{p0, core, js}, []string{"p0", "p4 core", "p4 js"}}} {
+		rep, err := Analyze(tc.trs, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range rep.Runs {
+			if r.Label != tc.want[i] {
+				t.Errorf("run %d labelled %q, want %q (labels %v)", i, r.Label, tc.want[i], tc.want)
+			}
+		}
+	}
 	// Same variant: told apart by allocation.
 	c := handTrace(false)
 	for i := range c.Messages {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +19,17 @@ type Table struct {
 	Header []string
 	Rows   [][]string
 	Notes  []string // lines printed under the table
+	// Keys is how many leading columns name a row (1 when 0): a table
+	// split to fit a width repeats them in every part.
+	Keys int
+	// Breaks are the columns where a group of columns that belong
+	// together starts; a table too wide for its width is split between
+	// groups only. Without breaks, every column is a group.
+	Breaks []int
 }
+
+// TextWidth is the width natspipe analyze fits its text to by default.
+const TextWidth = 100
 
 // Tables returns the report's tables: the configurations, the runs side by
 // side, the stages of every run, and, when any run is open-loop, the
@@ -33,6 +44,7 @@ func (rep *Report) Tables() []Table {
 			"msgs/s: steady state (slope of completions over the middle 80%); bound: the configuration's theoretical throughput; eff = msgs/s / bound",
 			"p50..max: end-to-end latency (from the intended send for open loop); floor: sum of the stage times; transit: time in messaging over all hops",
 		},
+		Breaks: []int{5, 8},
 	}
 	stages := Table{
 		Title: "stages",
@@ -41,6 +53,8 @@ func (rep *Report) Tables() []Table {
 		Notes: []string{
 			"svc: service time (end - start); wait: queue wait (start - arrival); util: busy time / (workers x wall time); * marks the bottleneck",
 		},
+		Keys:   2,
+		Breaks: []int{5, 8, 11},
 	}
 	openLoop := Table{
 		Title: "open loop",
@@ -49,11 +63,13 @@ func (rep *Report) Tables() []Table {
 		Notes: []string{
 			"p50..p99.9: latency from the intended send; send-*: from the actual send (hides the source's own delays); pubdelay: actual send - intended send",
 		},
+		Breaks: []int{3, 6, 9},
 	}
 	configs := Table{
 		Title:  "configurations",
 		Header: []string{"run", "variant", "transport", "stage times", "work", "source", "workers", "nats", "trace"},
 		Notes:  []string{"transport: the broker transport (core NATS, JetStream, RabbitMQ, Kafka); name@stand-in when a fake served it (its timings are not the broker's)", "source: closed loop with its window, or open loop at its rate; workers: per stage, distinct workers seen (or given)"},
+		Breaks: []int{8},
 	}
 	for _, r := range rep.Runs {
 		times := make([]string, len(r.Durations))
@@ -139,14 +155,29 @@ func (r *Run) AccountText() []string {
 
 // WriteText writes the tables as aligned text, benchstat style: the first
 // column left-aligned, the others right-aligned; then each run's account
-// (AccountText), under the title "accounts".
+// (AccountText), under the title "accounts". It uses the full width the
+// tables need (WriteTextWidth with width 0).
 func (rep *Report) WriteText(w io.Writer) error {
+	return rep.WriteTextWidth(w, 0)
+}
+
+// WriteTextWidth writes what WriteText does, fitted to width columns when
+// width > 0: a table too wide is split between its groups of columns into
+// parts titled "TITLE (continued)", each repeating the row's key columns
+// (the run, and the stage); a cell still too long is shortened in the
+// middle with "…"; notes and account lines are wrapped at spaces, their
+// continuation lines indented.
+func (rep *Report) WriteTextWidth(w io.Writer, width int) error {
 	var b strings.Builder
-	for i, t := range rep.Tables() {
-		if i > 0 {
-			b.WriteByte('\n')
+	first := true
+	for _, t := range rep.Tables() {
+		for _, part := range t.fit(width) {
+			if !first {
+				b.WriteByte('\n')
+			}
+			first = false
+			part.write(&b, width)
 		}
-		t.write(&b)
 	}
 	b.WriteString("\naccounts\n")
 	for i, r := range rep.Runs {
@@ -154,20 +185,195 @@ func (rep *Report) WriteText(w io.Writer) error {
 			b.WriteByte('\n')
 		}
 		for _, l := range r.AccountText() {
-			b.WriteString(l + "\n")
+			for _, wl := range wrap(l, width, "", "    ") {
+				b.WriteString(wl + "\n")
+			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func (t Table) write(b *strings.Builder) {
+// widths is each column's width: its widest cell or header.
+func (t Table) widths() []int {
 	widths := make([]int, len(t.Header))
 	for _, row := range append([][]string{t.Header}, t.Rows...) {
 		for i, c := range row {
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
+	return widths
+}
+
+// lineWidth is the width of a line of columns cols, two spaces apart.
+func lineWidth(widths []int, cols []int) int {
+	n := 2 * (len(cols) - 1)
+	for _, c := range cols {
+		n += widths[c]
+	}
+	return n
+}
+
+// fit splits t into parts no wider than width (0: no limit), between its
+// groups of columns (see balance), each part with t's key columns first;
+// the last part has the notes. A part still too wide has its widest cells shortened.
+func (t Table) fit(width int) []Table {
+	widths := t.widths()
+	keys := max(1, t.Keys)
+	all := make([]int, len(t.Header))
+	for i := range all {
+		all[i] = i
+	}
+	if width <= 0 || lineWidth(widths, all) <= width || len(t.Header) <= keys {
+		return []Table{t}
+	}
+	var groups [][]int
+	for c := keys; c < len(t.Header); c++ {
+		if len(groups) == 0 || len(t.Breaks) == 0 || slices.Contains(t.Breaks, c) {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], c)
+	}
+	parts := balance(groups, func(cols []int) int {
+		return lineWidth(widths, append(slices.Clone(all[:keys]), cols...))
+	}, width)
+	for i := range parts {
+		parts[i] = append(slices.Clone(all[:keys]), parts[i]...)
+	}
+	out := make([]Table, len(parts))
+	for i, cols := range parts {
+		p := Table{Title: t.Title, Keys: keys}
+		if i > 0 {
+			p.Title += " (continued)"
+		}
+		if i == len(parts)-1 {
+			p.Notes = t.Notes
+		}
+		pick := func(row []string) []string {
+			r := make([]string, len(cols))
+			for j, c := range cols {
+				r[j] = row[c]
+			}
+			return r
+		}
+		p.Header = pick(t.Header)
+		for _, row := range t.Rows {
+			p.Rows = append(p.Rows, pick(row))
+		}
+		p.shorten(width)
+		out[i] = p
+	}
+	return out
+}
+
+// balance splits groups, in order, into the fewest runs of consecutive
+// groups whose columns each fit width (by lineOf), and among the splits
+// into that many the one whose widest part is narrowest, so the parts
+// come out even rather than a full one and a stub. A group wider than
+// width alone is a part of its own.
+func balance(groups [][]int, lineOf func([]int) int, width int) [][]int {
+	flat := func(gs [][]int) []int { return slices.Concat(gs...) }
+	// The fewest parts: greedy, which is optimal for consecutive runs.
+	n, start := 0, 0
+	for start < len(groups) {
+		end := start + 1
+		for end < len(groups) && lineOf(flat(groups[start:end+1])) <= width {
+			end++
+		}
+		n, start = n+1, end
+	}
+	var best [][]int
+	bestWidth := 0
+	var try func(from, left int, acc [][]int, widest int)
+	try = func(from, left int, acc [][]int, widest int) {
+		if left == 1 {
+			last := flat(groups[from:])
+			w := max(widest, lineOf(last))
+			if best == nil || w < bestWidth {
+				best, bestWidth = append(slices.Clone(acc), last), w
+			}
+			return
+		}
+		for end := from + 1; end <= len(groups)-left+1; end++ {
+			part := flat(groups[from:end])
+			try(end, left-1, append(acc, part), max(widest, lineOf(part)))
+		}
+	}
+	try(0, n, nil, 0)
+	return best
+}
+
+// shorten shortens the widest column's cells, in the middle, until the
+// table fits width or no column is wider than 8.
+func (t *Table) shorten(width int) {
+	for {
+		widths := t.widths()
+		all := make([]int, len(widths))
+		for i := range all {
+			all[i] = i
+		}
+		over := lineWidth(widths, all) - width
+		widest := 0
+		for i, w := range widths {
+			if w > widths[widest] {
+				widest = i
+			}
+		}
+		if over <= 0 || widths[widest] <= 8 {
+			return
+		}
+		limit := max(8, widths[widest]-over)
+		for _, row := range append([][]string{t.Header}, t.Rows...) {
+			row[widest] = ellipsis(row[widest], limit)
+		}
+	}
+}
+
+// ellipsis shortens s to n runes, replacing its middle with "…".
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	head := (n - 1) / 2
+	tail := n - 1 - head
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
+}
+
+// wrap breaks s at spaces into lines no wider than width (0: no limit), the
+// first prefixed by first, the rest by rest; a word longer than a line is
+// cut.
+func wrap(s string, width int, first, rest string) []string {
+	if width <= 0 || utf8.RuneCountInString(first+s) <= width {
+		return []string{first + s}
+	}
+	room := max(1, width-utf8.RuneCountInString(rest))
+	var words []string
+	for _, word := range strings.Fields(s) {
+		for r := []rune(word); len(r) > 0; {
+			n := min(len(r), room)
+			words, r = append(words, string(r[:n])), r[n:]
+		}
+	}
+	var lines []string
+	line := first
+	empty := true
+	for _, word := range words {
+		if !empty && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > width {
+			lines = append(lines, line)
+			line, empty = rest, true
+		}
+		if !empty {
+			line += " "
+		}
+		line += word
+		empty = false
+	}
+	return append(lines, line)
+}
+
+func (t Table) write(b *strings.Builder, width int) {
+	widths := t.widths()
 	fmt.Fprintf(b, "%s\n", t.Title)
 	for _, row := range append([][]string{t.Header}, t.Rows...) {
 		for i, c := range row {
@@ -182,7 +388,9 @@ func (t Table) write(b *strings.Builder) {
 		b.WriteByte('\n')
 	}
 	for _, n := range t.Notes {
-		fmt.Fprintf(b, "  %s\n", n)
+		for _, l := range wrap(n, width, "  ", "    ") {
+			b.WriteString(l + "\n")
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package plots
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"os"
@@ -17,9 +18,11 @@ const (
 )
 
 // WriteReport draws every chart of rep into dir as PNG and SVG, writes the
-// analysis as dir/analysis.json, and bundles the tables and charts into
-// dir/report.html, which refers to those files (and nothing else) by their
-// names relative to dir. It creates dir and returns report.html's path.
+// analysis as dir/analysis.json, and writes dir/report.html: the narrative
+// (analysis.Report.Narrative), the summary tables, the charts and the
+// detail tables in one self-contained file, the charts embedded as PNG
+// data: URIs. Its only link is to analysis.json beside it. It creates dir
+// and returns report.html's path.
 func WriteReport(rep *analysis.Report, dir string, opts Options) (string, error) {
 	opts = opts.withDefaults()
 	charts, err := Charts(rep, opts)
@@ -30,14 +33,20 @@ func WriteReport(rep *analysis.Report, dir string, opts Options) (string, error)
 		return "", fmt.Errorf("report: %w", err)
 	}
 	type figure struct {
-		Name, Title, Caption, PNG, SVG string
+		Name, Title, Caption string
+		PNG                  template.URL // a data: URI
 	}
 	var figs []figure
 	for _, ch := range charts {
 		if err := ch.Save(dir, opts.Width, opts.Height); err != nil {
 			return "", fmt.Errorf("report: %w", err)
 		}
-		figs = append(figs, figure{Name: ch.Name, Title: ch.Title, Caption: ch.Caption, PNG: ch.Name + ".png", SVG: ch.Name + ".svg"})
+		png, err := os.ReadFile(filepath.Join(dir, ch.Name+".png"))
+		if err != nil {
+			return "", fmt.Errorf("report: embed %s: %w", ch.Name, err)
+		}
+		uri := "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
+		figs = append(figs, figure{Name: ch.Name, Title: ch.Title, Caption: ch.Caption, PNG: template.URL(uri)})
 	}
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
@@ -49,13 +58,14 @@ func WriteReport(rep *analysis.Report, dir string, opts Options) (string, error)
 	tables := rep.Tables()
 	summary := min(2, len(tables)) // configurations, runs
 	data := struct {
-		Runs     []*analysis.Run
-		Summary  []analysis.Table
-		Details  []analysis.Table
-		Figures  []figure
-		JSONFile string
-		Style    template.CSS
-	}{rep.Runs, tables[:summary], tables[summary:], figs, JSONFile, template.CSS(css)}
+		Runs      []*analysis.Run
+		Narrative []string
+		Summary   []analysis.Table
+		Details   []analysis.Table
+		Figures   []figure
+		JSONFile  string
+		Style     template.CSS
+	}{rep.Runs, rep.Narrative(), tables[:summary], tables[summary:], figs, JSONFile, template.CSS(css)}
 	t, err := template.New("report").Parse(reportHTML)
 	if err != nil {
 		return "", fmt.Errorf("report: template: %w", err)
@@ -81,6 +91,8 @@ p.note { color: #666; font-size: 12px; margin: 0; }
 figure { margin: 2em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 14px; }
+div.story { background: #f8f8f4; border-left: 4px solid #4e79a7; padding: .2em 1em; }
+div.story p { margin: .6em 0; }
 `
 
 const reportHTML = `<!DOCTYPE html>
@@ -93,7 +105,10 @@ const reportHTML = `<!DOCTYPE html>
 <body>
 <h1>natspipe analysis</h1>
 <p>{{len .Runs}} run{{if ne (len .Runs) 1}}s{{end}}:{{range $i, $r := .Runs}}{{if $i}},{{end}} {{$r.Label}}{{end}}.
-All numbers as JSON: <a href="{{.JSONFile}}">{{.JSONFile}}</a>.</p>
+The figures are embedded; beside this file, each is also a PNG and an SVG, and every number is in <a href="{{.JSONFile}}">{{.JSONFile}}</a>.</p>
+<div class="story">
+{{range .Narrative}}<p>{{.}}</p>
+{{end}}</div>
 {{define "table"}}<h3>{{.Title}}</h3>
 <table>
 <thead><tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr></thead>
@@ -108,7 +123,7 @@ All numbers as JSON: <a href="{{.JSONFile}}">{{.JSONFile}}</a>.</p>
 <h2>Figures</h2>
 {{range .Figures}}<figure id="{{.Name}}">
 <img src="{{.PNG}}" alt="{{.Title}}">
-<figcaption>{{.Caption}} (<a href="{{.SVG}}">SVG</a>)</figcaption>
+<figcaption>{{.Caption}} ({{.Name}}.png, {{.Name}}.svg)</figcaption>
 </figure>
 {{end}}
 <h2>Details</h2>

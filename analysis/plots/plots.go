@@ -1,15 +1,23 @@
 // Package plots draws an analysis.Report with gonum.org/v1/plot, as PNG and
-// SVG, and bundles the tables and figures into one HTML report:
+// SVG, and bundles a generated narrative, the figures (embedded) and the
+// tables into one self-contained HTML report:
 //
-//   - latency: end-to-end latency by percentile, one line per run, the x axis
-//     as in HdrHistogram's percentile plots (1/(1-q), log scale) up to 99.9%;
+//   - efficiency: measured throughput over the bound per run, as bars
+//     against a line at 1: what a reader compares across variants;
+//   - throughput: measured steady-state throughput per run with its bound
+//     beside it (an allocation sweep: one trace per allocation, in the order
+//     given), on a log axis when the values span more than 10x;
 //   - stages: mean wait and service time per message at each stage, stacked
 //     into one bar per run, with the time in transit (messaging) on top;
-//   - throughput: measured steady-state throughput per run (an allocation
-//     sweep: one trace per allocation, in the order given) with the
-//     theoretical bound drawn as a line;
+//   - latency: end-to-end latency by percentile, one line per run, the x axis
+//     as in HdrHistogram's percentile plots (1/(1-q), log scale) up to 99.9%,
+//     each closed-loop run's window in the legend;
+//   - latency-load: for open-loop runs, p50/p99/p99.9 at each run's offered
+//     load (a fraction of its bound), where variants compare fairly;
 //   - timeline-<run>: the first messages of a run through the stages, one
 //     row per message, showing how messages overlap (pipelining).
+//
+// Tick labels carry no spurious decimals ("500", not "500.00").
 package plots
 
 import (
@@ -66,6 +74,8 @@ func newChart(name, title, caption string) *Chart {
 	p := plot.New()
 	p.Title.Text = title
 	p.Add(plotter.NewGrid())
+	p.X.Tick.Marker = cleanTicks{plot.DefaultTicks{}}
+	p.Y.Tick.Marker = cleanTicks{plot.DefaultTicks{}}
 	l := plot.NewLegend()
 	l.Top, l.Left = true, true
 	return &Chart{Name: name, Title: title, Caption: caption, Plot: p, legend: l}
@@ -118,20 +128,23 @@ func (ch *Chart) save(path, format string, w, h vg.Length) error {
 	return f.Close()
 }
 
-// Charts returns every chart of rep: latency, stages, throughput, and a
-// timeline per run.
+// Charts returns every chart of rep: efficiency, throughput, stages,
+// latency, latency at load (with open-loop runs), the transport comparison
+// (with runs over several transports) and a timeline per run.
 func Charts(rep *analysis.Report, opts Options) ([]*Chart, error) {
 	opts = opts.withDefaults()
 	if len(rep.Runs) == 0 {
 		return nil, fmt.Errorf("plots: no runs")
 	}
 	var out []*Chart
-	for _, mk := range []func(*analysis.Report) (*Chart, error){Latency, Stages, Throughput} {
+	for _, mk := range []func(*analysis.Report) (*Chart, error){Efficiency, Throughput, Stages, Latency, LatencyAtLoad} {
 		ch, err := mk(rep)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ch)
+		if ch != nil {
+			out = append(out, ch)
+		}
 	}
 	if len(brokered(rep)) > 1 {
 		chs, err := Transports(rep)
@@ -207,6 +220,7 @@ func Latency(rep *analysis.Report) (*Chart, error) {
 	p.X.Tick.Marker = ticks
 	const steps = 150
 	floor, sameFloor := rep.Runs[0].Floor, true
+	closed := false
 	for i, r := range rep.Runs {
 		sameFloor = sameFloor && r.Floor == floor
 		pts := make(plotter.XYs, 0, steps+1)
@@ -220,7 +234,12 @@ func Latency(rep *analysis.Report) (*Chart, error) {
 		}
 		l.Color, l.Width = palette(i), vg.Points(2)
 		p.Add(l)
-		ch.addLegend(r.Label, l)
+		ch.addLegend(r.Label+" ("+source(r)+")", l)
+		closed = closed || r.OpenLoop == nil
+	}
+	if closed {
+		p.Title.Text += "\nclosed loop: latency includes the queue behind each run's window"
+		ch.Caption += " Closed-loop latency includes each message's queue behind its run's window (the window is in the legend): a larger window queues more messages at the bottleneck and reads slower without the pipeline being slower; latency at equal offered load needs open-loop runs."
 	}
 	if sameFloor && floor > 0 {
 		l, err := plotter.NewLine(plotter.XYs{{X: 1, Y: floor}, {X: 1000, Y: floor}})
@@ -232,6 +251,20 @@ func Latency(rep *analysis.Report) (*Chart, error) {
 		ch.addLegend("floor (sum of stage times)", l)
 	}
 	return ch, nil
+}
+
+// source says how a run's source sent: "window 34" for a closed loop,
+// "open, load 0.80" (of the bound) or "open 80 msgs/s" for an open loop.
+func source(r *analysis.Run) string {
+	switch {
+	case r.OpenLoop != nil && load(r) > 0:
+		return "open, load " + strconv.FormatFloat(load(r), 'f', 2, 64)
+	case r.OpenLoop != nil:
+		return "open " + rateLabel(r.Rate) + " msgs/s"
+	case r.Window > 0:
+		return "window " + strconv.Itoa(r.Window)
+	}
+	return "closed loop"
 }
 
 // Stages stacks each stage's mean wait and service time per message into one
@@ -299,6 +332,17 @@ func Stages(rep *analysis.Report) (*Chart, error) {
 		return nil, err
 	}
 	nominalX(p, labels)
+	top := 0.0
+	for _, r := range rep.Runs {
+		sum := r.Transit.Mean
+		for _, st := range r.Stages {
+			sum += st.Wait.Mean + st.Service.Mean
+		}
+		top = max(top, sum)
+	}
+	if top > 0 {
+		p.Y.Max = top * 1.08
+	}
 	return ch, nil
 }
 
@@ -318,78 +362,220 @@ func nominalX(p *plot.Plot, names []string) {
 	}
 }
 
-// Throughput plots each run's steady-state throughput with its bound, runs in
-// order along the x axis: for an allocation sweep, one run per allocation.
+// Throughput draws each run's measured steady-state throughput as a bar in
+// the run's colour with its theoretical bound as a light bar beside it,
+// each labelled with its value, runs in order along the x axis (for an
+// allocation sweep, one run per allocation). The value axis is logarithmic
+// when the values span more than 10x (P2's bound next to P3's), so no run
+// sits on the floor.
 func Throughput(rep *analysis.Report) (*Chart, error) {
-	// An allocation sweep (several runs of one variant) is labelled by
-	// allocation and its points are joined by lines; other configurations
-	// stand alone.
 	sweep := sameVariant(rep)
 	title := "Throughput by configuration"
 	if sweep {
 		title = "Throughput against allocation"
 	}
 	ch := newChart("throughput", title,
-		"Measured steady-state throughput (completions between the first and last tenth of each run) against each configuration's theoretical bound, labelled with efficiency = measured / bound.")
+		"Measured steady-state throughput (completions between the first and last tenth of each run; solid, in the run's colour) with the configuration's theoretical bound beside it (light grey), each labelled in msgs/s.")
 	p := ch.Plot
-	p.Y.Label.Text = "throughput (msgs/s)"
-	p.Y.Min = 0
 	n := len(rep.Runs)
 	labels := make([]string, n)
-	var measured, bound plotter.XYs
-	var effs []string
-	var effAt plotter.XYs
+	b := newBars()
+	var vals []float64
 	for i, r := range rep.Runs {
 		labels[i] = r.Label
 		if sweep && len(r.Allocation) > 0 {
 			labels[i] = r.AllocationString()
 		}
-		measured = append(measured, plotter.XY{X: float64(i), Y: r.Throughput})
+		x := float64(i)
+		b.add(barItem{x: x - 0.18, w: 0.34, y: r.Throughput, fill: palette(i), label: rateLabel(r.Throughput)})
+		vals = append(vals, r.Throughput)
 		if r.Bound > 0 {
-			bound = append(bound, plotter.XY{X: float64(i), Y: r.Bound})
-			effs = append(effs, "eff "+strconv.FormatFloat(r.Efficiency, 'f', 2, 64))
-			effAt = append(effAt, plotter.XY{X: float64(i), Y: r.Throughput})
+			b.add(barItem{x: x + 0.18, w: 0.34, y: r.Bound, fill: boundGrey(), edge: grey(), label: rateLabel(r.Bound)})
+			vals = append(vals, r.Bound)
 		}
+	}
+	p.Add(b)
+	ch.addLegend("measured", swatch{col: palette(0)})
+	ch.addLegend("bound (theory)", swatch{col: boundGrey()})
+	if valueAxis(&p.Y, vals) {
+		p.Y.Label.Text = "throughput (msgs/s, log scale)"
+		ch.Caption += " The axis is logarithmic: the values span more than 10x."
+	} else {
+		p.Y.Label.Text = "throughput (msgs/s)"
 	}
 	if sweep {
 		p.X.Label.Text = "workers per stage (" + rep.Runs[0].Variant + ")"
 	}
-	if err := ch.addPoints("measured", measured, sweep, pointStyle{
-		color: palette(0), glyph: draw.CircleGlyph{}, radius: vg.Points(4),
-	}); err != nil {
-		return nil, fmt.Errorf("plots: throughput: %w", err)
-	}
-	if len(bound) > 0 {
-		if err := ch.addPoints("bound", bound, sweep, pointStyle{
-			color: palette(2), glyph: draw.BoxGlyph{}, radius: vg.Points(3),
-			dashes: []vg.Length{vg.Points(6), vg.Points(3)},
-		}); err != nil {
-			return nil, fmt.Errorf("plots: throughput bound: %w", err)
-		}
-	}
-	if len(effAt) > 0 {
-		lb, err := plotter.NewLabels(plotter.XYLabels{XYs: effAt, Labels: effs})
-		if err != nil {
-			return nil, fmt.Errorf("plots: throughput labels: %w", err)
-		}
-		for i := range lb.TextStyle {
-			lb.TextStyle[i].XAlign = draw.XCenter
-		}
-		lb.Offset = vg.Point{Y: vg.Points(8)}
-		p.Add(lb)
-	}
 	nominalX(p, labels)
 	p.X.Min, p.X.Max = -0.5, float64(n)-0.5
-	top := 0.0
-	for i := range measured {
-		top = max(top, measured[i].Y)
-	}
-	for i := range bound {
-		top = max(top, bound[i].Y)
-	}
-	p.Y.Max = top * 1.15
 	return ch, nil
 }
+
+// Efficiency draws each run's efficiency, measured throughput over its
+// bound, as a bar in the run's colour labelled with its value, against a
+// dashed line at 1 (the bound): the number the study compares across
+// variants and allocations. A run without a bound has no bar.
+func Efficiency(rep *analysis.Report) (*Chart, error) {
+	ch := newChart("efficiency", "Efficiency: measured throughput over the bound",
+		"Steady-state throughput over each configuration's theoretical bound; 1 (dashed) is the bound. Machine-independent for sleep work, so it is the number to compare across variants and allocations.")
+	p := ch.Plot
+	n := len(rep.Runs)
+	labels := make([]string, n)
+	b := newBars()
+	top := 1.0
+	var loads plotter.XYs
+	for i, r := range rep.Runs {
+		labels[i] = r.Label
+		if r.Bound <= 0 {
+			labels[i] += " (no bound)"
+			continue
+		}
+		// Labels sit inside the bars that reach near the line at 1, so
+		// the line does not cross them.
+		b.add(barItem{x: float64(i), w: 0.6, y: r.Efficiency, fill: palette(i), label: strconv.FormatFloat(r.Efficiency, 'f', 2, 64), inside: r.Efficiency > 0.2})
+		top = max(top, r.Efficiency)
+		if r.OpenLoop != nil {
+			loads = append(loads, plotter.XY{X: float64(i), Y: load(r)})
+		}
+	}
+	p.Add(b, hline{y: 1, col: grey()})
+	ch.addLegend("bound", hline{y: 1, col: grey()})
+	if len(loads) > 0 {
+		p.Add(marks{at: loads, half: 0.4, col: color.Black})
+		ch.addLegend("offered load", hline{col: color.Black})
+		ch.Caption += " An open-loop run's throughput follows its offered rate, so its efficiency is about its offered load (black dashes), not what the pipeline could do; efficiency past the load is a backlog drained within the run."
+	}
+	p.Y.Label.Text = "efficiency (measured / bound)"
+	p.Y.Min, p.Y.Max = 0, top*1.15
+	nominalX(p, labels)
+	p.X.Min, p.X.Max = -0.5, float64(n)-0.5
+	return ch, nil
+}
+
+// openLoop returns rep's open-loop runs.
+func openLoop(rep *analysis.Report) []*analysis.Run {
+	var out []*analysis.Run
+	for _, r := range rep.Runs {
+		if r.OpenLoop != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// load is an open-loop run's offered load as a fraction of its bound; 0
+// when it has no bound.
+func load(r *analysis.Run) float64 {
+	if r.Bound <= 0 {
+		return 0
+	}
+	return r.Rate / r.Bound
+}
+
+// LatencyAtLoad compares the open-loop runs of rep: p50, p99 and p99.9
+// latency (from the intended send) side by side per run, labelled with the
+// offered load as a fraction of the run's bound, with its latency floor.
+// At equal load, the variants' latencies compare fairly, which closed-loop
+// latencies (each including its own window's queue) do not. It returns nil
+// when rep has no open-loop run.
+func LatencyAtLoad(rep *analysis.Report) (*Chart, error) {
+	runs := openLoop(rep)
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	same := true
+	for _, r := range runs {
+		same = same && load(r) > 0 && math.Abs(load(r)-load(runs[0])) <= 0.02*load(runs[0])
+	}
+	title := "Latency at offered load (open loop)"
+	if same {
+		title = "Latency at equal offered load: " + strconv.FormatFloat(100*load(runs[0]), 'f', 0, 64) + "% of each bound (open loop)"
+	}
+	ch := newChart("latency-load", title,
+		"Open-loop runs: end-to-end latency from the intended send at p50, p99 and p99.9 (light to dark), each run at its offered load (a fraction of its own bound, under its name), with the latency floor (sum of stage times) as a dashed line. At equal load the variants compare fairly: no window queue is included.")
+	p := ch.Plot
+	labels := make([]string, len(runs))
+	b := newBars()
+	var vals []float64
+	qs := []struct {
+		name  string
+		q     float64
+		shade float64
+	}{{"p50", 0.50, 0.6}, {"p99", 0.99, 0.25}, {"p99.9", 0.999, 0}}
+	var floors plotter.XYs
+	for i, r := range runs {
+		labels[i] = r.Label
+		if l := load(r); l > 0 {
+			labels[i] += "\nload " + strconv.FormatFloat(l, 'f', 2, 64)
+		} else {
+			labels[i] += "\n" + rateLabel(r.Rate) + " msgs/s"
+		}
+		for k, q := range qs {
+			v := r.LatencyAt(q.q)
+			b.add(barItem{x: float64(i) - 0.27 + 0.27*float64(k), w: 0.25, y: v, fill: lighten(palette(i), q.shade), label: number(roundSig(v, 3))})
+			vals = append(vals, v)
+		}
+		if r.Floor > 0 {
+			floors = append(floors, plotter.XY{X: float64(i), Y: r.Floor})
+			vals = append(vals, r.Floor)
+		}
+	}
+	p.Add(b)
+	for _, q := range qs {
+		ch.addLegend(q.name, swatch{col: lighten(grey(), q.shade)})
+	}
+	if len(floors) > 0 {
+		p.Add(marks{at: floors, half: 0.42, col: grey()})
+		ch.addLegend("floor", hline{col: grey()})
+	}
+	if valueAxis(&p.Y, vals) {
+		p.Y.Label.Text = "latency (ms, log scale)"
+	} else {
+		p.Y.Label.Text = "latency (ms)"
+	}
+	nominalX(p, labels)
+	p.X.Min, p.X.Max = -0.5, float64(len(runs))-0.5
+	return ch, nil
+}
+
+// marks draws a dashed segment at each point's y, from x-half to x+half:
+// a run's latency floor or offered load across its bars.
+type marks struct {
+	at   plotter.XYs
+	half float64
+	col  color.Color
+}
+
+// Plot implements plot.Plotter.
+func (f marks) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	ls := draw.LineStyle{Color: f.col, Width: vg.Points(1.5), Dashes: []vg.Length{vg.Points(6), vg.Points(3)}}
+	for _, pt := range f.at {
+		y := trY(pt.Y)
+		c.StrokeLines(ls, c.ClipLinesXY([]vg.Point{{X: trX(pt.X - f.half), Y: y}, {X: trX(pt.X + f.half), Y: y}})...)
+	}
+}
+
+// roundSig rounds v to n significant figures.
+func roundSig(v float64, n int) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', n, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
+}
+
+// rateLabel formats a rate for a bar's label: whole numbers from 100 up,
+// else 3 significant figures.
+func rateLabel(v float64) string {
+	if v >= 100 {
+		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
+	}
+	return number(roundSig(v, 3))
+}
+
+// boundGrey fills the bound's bars.
+func boundGrey() color.RGBA { return color.RGBA{0xd9, 0xd9, 0xd9, 0xff} }
 
 // brokered lists rep's transports, leaving out runs without one (P0).
 func brokered(rep *analysis.Report) []string {

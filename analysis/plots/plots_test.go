@@ -97,6 +97,31 @@ func TestSimulatedSweep(t *testing.T) {
 	}
 }
 
+// checkSelfContained checks that a report needs no other file to show:
+// every image is a data: URI, and the only link is to the JSON beside it.
+func checkSelfContained(t *testing.T, html string) {
+	t.Helper()
+	imgs := regexp.MustCompile(`<img [^>]*src="([^"]*)"`).FindAllStringSubmatch(html, -1)
+	if len(imgs) == 0 {
+		t.Error("report has no images")
+	}
+	for _, m := range imgs {
+		if !strings.HasPrefix(m[1], "data:image/png;base64,") {
+			t.Errorf("report shows an image from %.60q, want it embedded as a data: URI", m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(html, -1) {
+		if ref := m[1]; !strings.HasPrefix(ref, "data:") && ref != JSONFile {
+			t.Errorf("report refers to %q, want nothing outside it but %s", ref, JSONFile)
+		}
+	}
+	for _, bad := range []string{"http://", "https://", "<link ", "<script", "url("} {
+		if strings.Contains(html, bad) {
+			t.Errorf("report contains %q: it must be self-contained", bad)
+		}
+	}
+}
+
 // checkPNG decodes a PNG and checks its size and that it is a picture: many
 // non-background pixels and, exactly, each of the colours in want.
 func checkPNG(t *testing.T, path string, w, h int, want ...color.RGBA) {
@@ -186,7 +211,8 @@ func TestWriteReport(t *testing.T) {
 	want := map[string][]color.RGBA{
 		"latency":             {palette(0), palette(1), palette(2)},
 		"stages":              {stage(0, false), stage(1, false), stage(1, true), grey()},
-		"throughput":          {palette(0), palette(2)},
+		"throughput":          {palette(0), palette(1), palette(2), boundGrey()},
+		"efficiency":          {palette(0), palette(1), palette(2)},
 		"timeline-p4_1-1-1-1": {stage(0, false), stage(1, false), stage(1, true), stage(3, false)},
 		"timeline-p4_1-4-1-1": {stage(0, false), stage(1, false), stage(3, false)},
 		"timeline-p4_1-2-1-1": {stage(1, false)},
@@ -200,25 +226,13 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs := regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(string(html), -1)
-	seen := map[string]bool{}
-	for _, m := range refs {
-		ref := m[1]
-		if strings.Contains(ref, "/") || strings.Contains(ref, ":") {
-			t.Errorf("report refers to %q, want a file name in the report's directory", ref)
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, ref)); err != nil {
-			t.Errorf("report refers to a missing file: %v", err)
-		}
-		seen[ref] = true
-	}
+	checkSelfContained(t, string(html))
 	for name := range want {
-		if !seen[name+".png"] || !seen[name+".svg"] {
+		if !strings.Contains(string(html), `<figure id="`+name+`">`) {
 			t.Errorf("report does not show %s", name)
 		}
 	}
-	if !seen[JSONFile] {
+	if !strings.Contains(string(html), `href="`+JSONFile+`"`) {
 		t.Errorf("report does not link %s", JSONFile)
 	}
 	for _, s := range []string{"<table>", "p4 1-4-1-1", "S2*", "bottleneck"} {
@@ -284,7 +298,7 @@ func TestMixedVariants(t *testing.T) {
 	if err := ch.Save(dir, 6*vg.Inch, 4*vg.Inch); err != nil {
 		t.Fatal(err)
 	}
-	checkPNG(t, filepath.Join(dir, "throughput.png"), 576, 384, palette(0), palette(2))
+	checkPNG(t, filepath.Join(dir, "throughput.png"), 576, 384, palette(0), palette(1), boundGrey())
 	checkSVG(t, filepath.Join(dir, "throughput.svg"))
 }
 

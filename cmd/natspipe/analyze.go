@@ -36,8 +36,10 @@ files are read (its .csv files if it has no .jsonl). A trace that cannot be
 read or has no completed message is skipped with a note on stderr; it fails
 only when no trace is usable.
 
-With -o DIR it also writes the charts (PNG and SVG), analysis.json and
-report.html into DIR. With -json it prints JSON instead of tables.
+The text fits 100 columns: a wider table is split into parts ("runs
+(continued)") that repeat the run, long lines wrap; -wide prints the full
+tables and the account lines unwrapped. With -o DIR it also writes the
+report, as natspipe report does. With -json it prints JSON instead of tables.
 
 Write traces with NATSPIPE_TRACE=DIR when running benchmarks.
 
@@ -46,12 +48,21 @@ Flags:
 
 const reportUsage = `usage: natspipe report -o DIR [flags] TRACE...
 
-Writes DIR/report.html: the analysis tables of "natspipe analyze" and its
-charts (latency by percentile, per-stage wait and service, throughput against
-bound, a timeline per run), as PNG and SVG in DIR, with the numbers as
-DIR/analysis.json. Prints the report's path. A trace that cannot be read or
-has no completed message is skipped with a note on stderr; it fails only
-when no trace is usable.
+Writes DIR/report.html, one self-contained file: a generated account of the
+runs (per run the bound, measured throughput and efficiency, the bottleneck,
+where a message's time goes; then what differs between the runs), the
+charts embedded (efficiency per run, throughput with its bound on a log
+axis past 10x, per-stage wait and service, latency by percentile with each
+closed-loop window, latency at equal offered load for open-loop runs, a
+timeline per run) and the analysis tables of "natspipe analyze". Each chart
+is also written as PNG and SVG in DIR, -size WxH each (8x5in, which is
+768x480 px at 96 dpi), and the numbers as DIR/analysis.json. Prints the
+report's path. A trace that cannot be read or has no completed message is
+skipped with a note on stderr; it fails only when no trace is usable.
+
+Example:
+  NATSPIPE_TRACE=traces/suite go test -run '^$' -bench 'Suite/work=sleep' -benchtime 200x ./bench
+  natspipe report -o report -size 10x6in traces/suite
 
 Flags:
 `
@@ -86,7 +97,12 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 		workers  = fs.String("workers", "", "workers per stage for utilization, e.g. `1,4,1,1` (default: the distinct workers each trace shows)")
 		labels   = fs.String("labels", "", "comma-separated `names` for the traces, in order (default: variant, then allocation, then file name)")
 		timeline = fs.Int("timeline", 20, "messages shown in each timeline `N`")
+		size     = fs.String("size", "8x5in", "each chart's size `WxH` in in, cm, mm, pt or px (the default unit; PNGs are 96 dpi): 8x5in is 768x480")
+		wide     bool
 	)
+	if name == "analyze" {
+		fs.BoolVar(&wide, "wide", false, "print the tables at full width instead of fitting them to 100 columns")
+	}
 	if name == "analyze" {
 		fs.BoolVar(&jsonOut, "json", false, "print the analysis as JSON instead of tables")
 	}
@@ -114,6 +130,10 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	if *timeline < 1 {
 		return usageErr("-timeline %d: want at least 1", *timeline)
+	}
+	width, height, err := plots.ParseSize(*size)
+	if err != nil {
+		return usageErr("-size: %v", err)
 	}
 	var opts analysis.Options
 	if *workers != "" {
@@ -159,7 +179,7 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 
 	var reportPath string
 	if *out != "" {
-		reportPath, err = plots.WriteReport(rep, *out, plots.Options{Timeline: *timeline})
+		reportPath, err = plots.WriteReport(rep, *out, plots.Options{Timeline: *timeline, Width: width, Height: height})
 		if err != nil {
 			return fail(err)
 		}
@@ -170,7 +190,11 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	case jsonOut:
 		err = rep.WriteJSON(stdout)
 	default:
-		err = rep.WriteText(stdout)
+		textWidth := analysis.TextWidth
+		if wide {
+			textWidth = 0
+		}
+		err = rep.WriteTextWidth(stdout, textWidth)
 		if err == nil && reportPath != "" {
 			_, err = fmt.Fprintf(stdout, "\nreport: %s\n", reportPath)
 		}

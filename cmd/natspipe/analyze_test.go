@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/natspipe/natspipe/analysis"
 	"github.com/natspipe/natspipe/pipelines"
@@ -164,6 +166,11 @@ func TestAnalyzeErrors(t *testing.T) {
 		{"empty dir", analyzeCmd, []string{empty}, 1, "no .jsonl or .csv traces"},
 		{"report without -o", reportCmd, []string{dir}, 2, "-o DIR is required"},
 		{"report has no -json", reportCmd, []string{"-json", "-o", empty, dir}, 2, "-json"},
+		{"report has no -wide", reportCmd, []string{"-wide", "-o", empty, dir}, 2, "-wide"},
+		{"size without height", reportCmd, []string{"-size", "8x", "-o", empty, dir}, 2, `-size: size "8x": want WIDTHxHEIGHT`},
+		{"size unit", reportCmd, []string{"-size", "8x5ft", "-o", empty, dir}, 2, "unit in, cm, mm, pt or px"},
+		{"size too small", analyzeCmd, []string{"-size", "100x80", "-o", empty, dir}, 2, "between 2in and 40in"},
+		{"size too large", reportCmd, []string{"-size", "50x5in", "-o", empty, dir}, 2, "between 2in and 40in"},
 	} {
 		code, _, errs := analyzeCapture(c.run, c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) {
@@ -172,6 +179,71 @@ func TestAnalyzeErrors(t *testing.T) {
 	}
 	if code, _, _ := analyzeCapture(analyzeCmd, "-h"); code != 0 {
 		t.Errorf("-h: exit %d, want 0", code)
+	}
+}
+
+// TestAnalyzeWidth checks that analyze fits its text to 100 columns by
+// default, even for benchmark traces' long file names, and that -wide
+// prints the full tables.
+func TestAnalyzeWidth(t *testing.T) {
+	dir := writeAnalyzeTraces(t)
+	long := t.TempDir()
+	for _, name := range []string{"fast", "slow"} {
+		data, err := os.ReadFile(filepath.Join(dir, name+".jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := "BenchmarkSuite_work=sleep_impl=p0_transport=core_durations=" + name + "_with_a_long_name.jsonl"
+		if err := os.WriteFile(filepath.Join(long, file), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	widest := func(out string) int {
+		w := 0
+		for _, l := range strings.Split(out, "\n") {
+			w = max(w, utf8.RuneCountInString(l))
+		}
+		return w
+	}
+	code, out, errs := analyzeCapture(analyzeCmd, long)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if w := widest(out); w > analysis.TextWidth {
+		t.Errorf("analyze prints lines %d wide, want at most %d:\n%s", w, analysis.TextWidth, out)
+	}
+	for _, want := range []string{"runs (continued)\n", "transit-p50", "wait-p99", "_with_a_long_name.jsonl"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fitted output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errs = analyzeCapture(analyzeCmd, "-wide", long)
+	if code != 0 {
+		t.Fatalf("-wide: exit %d: %s", code, errs)
+	}
+	if w := widest(out); w <= analysis.TextWidth || strings.Contains(out, "(continued)") {
+		t.Errorf("-wide prints lines %d wide, split: %v; want the full tables", w, strings.Contains(out, "(continued)"))
+	}
+}
+
+// TestReportSize checks that -size sets the charts' size: 384x288 pixels,
+// or 4x3in, which is the same.
+func TestReportSize(t *testing.T) {
+	dir := writeAnalyzeTraces(t)
+	for _, size := range []string{"384x288", "4x3in"} {
+		out := filepath.Join(t.TempDir(), "r")
+		if code, _, errs := analyzeCapture(reportCmd, "-size", size, "-o", out, dir); code != 0 {
+			t.Fatalf("-size %s: exit %d: %s", size, code, errs)
+		}
+		f, err := os.Open(filepath.Join(out, "efficiency.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(f)
+		f.Close()
+		if err != nil || cfg.Width != 384 || cfg.Height != 288 {
+			t.Errorf("-size %s: efficiency.png %dx%d (%v), want 384x288", size, cfg.Width, cfg.Height, err)
+		}
 	}
 }
 
@@ -279,7 +351,8 @@ func accountResult() *pipelines.Result {
 
 // TestAnalyzeAccount: natspipe analyze prints each run's account in the
 // very lines of the run's Report (what natspipe run printed), under a
-// heading naming the run; its runs table counts lost as the run did (not
+// heading naming the run (with -wide; the default wraps lines past 100
+// columns); its runs table counts lost as the run did (not
 // late, not unaccounted); -json carries the account.
 func TestAnalyzeAccount(t *testing.T) {
 	res := accountResult()
@@ -288,7 +361,9 @@ func TestAnalyzeAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "acct.jsonl")
-	code, out, errs := analyzeCapture(analyzeCmd, path)
+	// -wide: lines as long as natspipe run printed them; the default wraps
+	// them at 100 columns.
+	code, out, errs := analyzeCapture(analyzeCmd, "-wide", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}

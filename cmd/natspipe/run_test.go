@@ -182,8 +182,8 @@ func TestRunWorkerKilled(t *testing.T) {
 		t.Errorf("trace incidents %+v, want %s's death", tr.Meta.Incidents, victim)
 	}
 	// natspipe analyze on the trace prints the run's account in the very
-	// lines natspipe run printed: the lost set, the death at its time.
-	acode, aout, aerr := analyzeCapture(analyzeCmd, filepath.Join(dir, "kill.jsonl"))
+	// lines natspipe run printed (-wide: unwrapped): the lost set, the death at its time.
+	acode, aout, aerr := analyzeCapture(analyzeCmd, "-wide", filepath.Join(dir, "kill.jsonl"))
 	if acode != 0 {
 		t.Fatalf("analyze: exit %d: %s", acode, aerr)
 	}
