@@ -335,6 +335,19 @@ func printShares(ctx context.Context, w io.Writer, f workerFleet, before []worke
 	if s := fleet.FormatShares(shares); s != "" {
 		fmt.Fprint(w, "shares: "+strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\nshares: ")+"\n")
 	}
+	answered := map[string]bool{}
+	for _, s := range after {
+		answered[s.Name] = true
+	}
+	var silent []string
+	for _, id := range f.Workers() {
+		if !answered[id.Name] {
+			silent = append(silent, id.Name)
+		}
+	}
+	if len(silent) > 0 {
+		fmt.Fprintf(w, "shares: no count at the end from %s (dead or unresponsive: their messages since the start are not in the shares)\n", strings.Join(silent, ", "))
+	}
 	if err != nil {
 		fmt.Fprintf(w, "shares: incomplete: %v\n", err)
 	}
