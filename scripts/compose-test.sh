@@ -11,7 +11,8 @@
 #
 #   core: the run completes, and every message is either back or reported
 #         lost (completed + lost = N, none unaccounted for, none never sent);
-#   js:   every message back (R3 stream: -replicas 3), lost 0.
+#   js:   every message back (R3 stream: -replicas 3), lost 0 (-loss-timeout
+#         20s: past the 5 s AckWait, so redelivered messages are not late).
 #
 # Between the transports the killed node and worker are started again. It
 # prints each run's summary, its incidents and the workers' shares. A worker
@@ -122,7 +123,7 @@ crashloops() {
 		read -r name restarts status code < <(dk inspect --format '{{.Name}} {{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}' "$id")
 		if [ "$restarts" -ge 3 ] || { [ "$status" = exited ] && [ "$code" != 0 ]; }; then
 			echo "worker container ${name#/} crash-loops: restarted $restarts times, now $status (exit code $code); its logs' tail:" >&2
-			dk logs --tail 15 "$id" 2>&1 | sed 's/^/    /' >&2
+			dk logs --tail 6 "$id" 2>&1 | sed 's/^/    /' >&2
 			bad=1
 		fi
 	done
@@ -179,7 +180,9 @@ run() {
 	victim=$(dk ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=s2" | sed -n 1p)
 	node=$(cid n3)
 	local extra=()
-	[ "$t" = js ] && extra=(-replicas 3)
+	# R3, and a loss timeout past the consumers' 5 s AckWait: what the
+	# killed worker held comes back redelivered, not late.
+	[ "$t" = js ] && extra=(-replicas 3 -loss-timeout 20s)
 	say "run: natspipe run -attach -prefix ct-$t -transport $t -alloc $alloc -durations $durations -n $n ${extra[*]}"
 	timeout 150 "$natspipe" run -attach -prefix "ct-$t" -transport "$t" -alloc "$alloc" -durations "$durations" \
 		-n "$n" -url "$url" -ready-timeout 30s "${extra[@]}" >"$out" 2>&1 &

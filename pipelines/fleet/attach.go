@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -26,6 +27,8 @@ const (
 	// settle is how long Attach goes on listening once every stage has its
 	// count, so that a worker too many is seen.
 	settle = 500 * time.Millisecond
+	// replicateTimeout bounds the wait for a stream's new replicas.
+	replicateTimeout = 20 * time.Second
 	// maxReplicas bounds Processes.Replicas (JetStream allows up to 5).
 	maxReplicas = 5
 )
@@ -274,7 +277,49 @@ func replicate(ctx context.Context, nc *nats.Conn, tr transport.Transport, run t
 	if _, err := jsc.UpdateStream(actx, sc); err != nil {
 		return fmt.Errorf("stream %s to %d replicas (a cluster of at least %d JetStream servers?): %w", name, n, n, err)
 	}
-	return nil
+	// The run starts on a settled stream: a leader and n-1 current
+	// followers, none of them moving.
+	deadline := time.Now().Add(replicateTimeout)
+	for {
+		wait, cancel := context.WithTimeout(ctx, js.DefaultAPITimeout)
+		info, err := s.Info(wait)
+		cancel()
+		state := "no answer"
+		if err == nil {
+			if state = replicaState(info.Cluster, n); state == "" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stream %s not at %d current replicas after %v: %s", name, n, replicateTimeout, errors.Join(errors.New(state), err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s to %d replicas: %w", name, n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// replicaState says what keeps a stream's cluster from n settled
+// replicas; "" when it has them.
+func replicaState(c *jetstream.ClusterInfo, n int) string {
+	switch {
+	case c == nil:
+		return "no cluster information"
+	case c.Leader == "":
+		return "no leader"
+	case c.Desired != nil:
+		return "its peers are moving"
+	case len(c.Replicas) != n-1:
+		return fmt.Sprintf("%d followers", len(c.Replicas))
+	}
+	for _, p := range c.Replicas {
+		if !p.Current {
+			return "follower " + p.Name + " not current"
+		}
+	}
+	return ""
 }
 
 func sum(xs []int) int {
