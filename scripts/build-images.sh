@@ -23,6 +23,9 @@ build ./cmd/natspipe ./cmd/natspipe-worker
 build github.com/nats-io/nats-server/v2
 echo "binaries in $out: $(cd "$out" && ls natspipe natspipe-worker nats-server | tr '\n' ' ')($(( $(date +%s) - start ))s)"
 for img in natspipe natspipe-worker nats-server; do
+	# The image the tag names now, removed below when the build replaces
+	# it, so rebuilding leaves no untagged images behind.
+	old=$(timeout 30 docker image inspect --format '{{.Id}}' "natspipe/$img:$tag" 2>/dev/null || true)
 	# The classic builder: no BuildKit front end to pull, the build context
 	# is the binaries alone.
 	if ! DOCKER_BUILDKIT=0 timeout 300 docker build --quiet --file "deploy/docker/$img.Dockerfile" \
@@ -30,6 +33,9 @@ for img in natspipe natspipe-worker nats-server; do
 		cat "$out/docker-build.log" >&2
 		echo "build-images.sh: docker build of natspipe/$img:$tag failed" >&2
 		exit 1
+	fi
+	if [ -n "$old" ] && [ "$old" != "$(timeout 30 docker image inspect --format '{{.Id}}' "natspipe/$img:$tag")" ]; then
+		timeout 60 docker rmi "$old" >/dev/null 2>&1 || true # still used by a container: kept
 	fi
 	echo "image natspipe/$img:$tag: $(timeout 30 docker image inspect --format '{{.Size}}' "natspipe/$img:$tag" | awk '{printf "%.1f MB\n", $1/1e6}')"
 done
