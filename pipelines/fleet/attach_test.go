@@ -2,11 +2,15 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/natstest"
@@ -15,6 +19,8 @@ import (
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/js"
+	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // skipInBenchRun skips a test that starts worker processes for seconds
@@ -30,17 +36,32 @@ func skipInBenchRun(t *testing.T) {
 // the way a user or a Compose stack does, not through a fleet: this test
 // binary as natspipe-worker (worker.Dispatch), the connection in NATS_URL,
 // the flags given by hand, the workers naming themselves. Extra flags go
-// to every worker. The group is closed (every process killed) at the
-// test's end.
+// to every worker. It returns once every worker has announced itself, as
+// a stack's workers have before a harness comes (bounded: a worker missing
+// after 30 s fails the test, named). The group is closed (every process
+// killed) at the test's end.
 func startWorkers(t *testing.T, srv *natstest.Server, prefix string, spec pipelines.Spec, alloc []int, extra ...string) *procs.Group {
 	t.Helper()
 	self, err := Self()
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc, err := bus.Connect(srv.Conn, "announcements", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ready, err := nc.SubscribeSync(worker.ReadySubject(bus.Subjects{Prefix: prefix}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	g := procs.NewGroup(func(e *procs.Exit) { t.Errorf("worker %s exited: %v", e.Name, e) })
 	t.Cleanup(func() { _ = g.Close() })
 	env := childEnv(append(append([]string(nil), self.Env...), srv.Conn.Environ()...))
+	waiting := map[string]bool{}
 	for i, w := range alloc {
 		for j := range w {
 			name := fmt.Sprintf("byhand-%s-%d", pipelines.StageName(i), j+1)
@@ -49,7 +70,24 @@ func startWorkers(t *testing.T, srv *natstest.Server, prefix string, spec pipeli
 			if _, err := g.Start(procs.Spec{Name: name, Path: self.Path, Args: args, Env: env, Lifeline: true}); err != nil {
 				t.Fatal(err)
 			}
+			waiting[name] = true
 		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(waiting) > 0 {
+		m, err := ready.NextMsg(time.Until(deadline))
+		if err != nil {
+			var tails []string
+			for _, p := range g.Procs() {
+				tails = append(tails, p.Tail())
+			}
+			t.Fatalf("workers %v not ready after 30s: %v; stderr: %q", waiting, err, tails)
+		}
+		var s worker.Stats
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			t.Fatal(err)
+		}
+		delete(waiting, s.Name)
 	}
 	return g
 }
@@ -196,5 +234,79 @@ func wantErr(t *testing.T, err error, want ...string) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not say %q", err, w)
 		}
+	}
+}
+
+// TestAttachJetStream: JetStream workers started before any harness find
+// their consumers missing, set the run up themselves and announce; Attach
+// sets it up again with each stage's concurrency, and the run is served
+// exactly once. With StopAttached, Close stops the workers and removes the
+// run's stream.
+func TestAttachJetStream(t *testing.T) {
+	skipInBenchRun(t)
+	benchkit.CheckLeaks(t)
+	srv := natstest.StartJetStream(t)
+	spec := testSpec()
+	alloc := []int{1, 2, 1, 1}
+	subjects := bus.NewSubjects()
+	g := startWorkers(t, srv, subjects.Prefix, spec, alloc, "-transport", js.Name)
+	tr := js.Transport{}
+
+	const n = 100
+	r, err := pipelines.NewRunner(pipelines.RunConfig{Spec: spec, Variant: "p4", Window: 8, Timeout: time.Minute, AtLeastOnce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Attach(context.Background(), Config{Spec: spec, Alloc: alloc, Variant: "p4",
+		Processes: Processes{NATS: srv.Conn, Subjects: subjects, Transport: tr, StopAttached: true, ReadyTimeout: 30 * time.Second}}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	setUp := 0
+	for _, p := range g.Procs() {
+		if strings.Contains(p.Tail(), "set the run up on js") {
+			setUp++
+		}
+	}
+	if setUp == 0 {
+		t.Error("no worker says it set the run up, yet none had")
+	}
+	ep, err := router.Attach(srv.Conn, tr, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), ep, n)
+	_ = ep.Close()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, res.Report())
+	}
+	if res.Completed != n || len(res.Lost) != 0 || len(res.Incidents) != 0 {
+		t.Errorf("run: %s", res.Report())
+	}
+	for _, p := range g.Procs() {
+		p.Expect()
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range g.Procs() {
+		if e, err := p.Wait(ctx); err != nil || !e.Success() {
+			t.Errorf("worker after a stop: %v, %v", e, err)
+		}
+	}
+	nc, err := bus.Connect(srv.Conn, "check", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	jsc, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jsc.Stream(ctx, js.StreamName(subjects)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the run's stream after a stopping Close: %v, want it removed", err)
 	}
 }
