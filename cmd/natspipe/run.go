@@ -327,26 +327,32 @@ func describeWorkers(ids []fleet.WorkerID) string {
 }
 
 // printShares prints each worker's share of its stage's messages in the
-// run (handled since before), for stages with several workers, and the
-// workers that did not answer (dead or unresponsive).
+// run (handled since before), for stages with several workers, among the
+// workers that answered at the end, and names those that did not (dead
+// or unresponsive).
 func printShares(ctx context.Context, w io.Writer, f workerFleet, before []worker.Stats) {
 	after, err := f.Stats(ctx)
-	shares := fleet.Shares(f.Workers(), fleet.Handled(before, after))
-	if s := fleet.FormatShares(shares); s != "" {
-		fmt.Fprint(w, "shares: "+strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\nshares: ")+"\n")
-	}
 	answered := map[string]bool{}
 	for _, s := range after {
 		answered[s.Name] = true
 	}
+	// Shares among the workers that answered: a silent one's count is
+	// unknown, not 0.
+	var counted []fleet.WorkerID
 	var silent []string
 	for _, id := range f.Workers() {
-		if !answered[id.Name] {
+		if answered[id.Name] {
+			counted = append(counted, id)
+		} else {
 			silent = append(silent, id.Name)
 		}
 	}
+	shares := fleet.Shares(counted, fleet.Handled(before, after))
+	if s := fleet.FormatShares(shares); s != "" {
+		fmt.Fprint(w, "shares: "+strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\nshares: ")+"\n")
+	}
 	if len(silent) > 0 {
-		fmt.Fprintf(w, "shares: no count at the end from %s (dead or unresponsive: their messages since the start are not in the shares)\n", strings.Join(silent, ", "))
+		fmt.Fprintf(w, "shares: no count at the end from %s (dead or unresponsive): the shares are the others'\n", strings.Join(silent, ", "))
 	}
 	if err != nil {
 		fmt.Fprintf(w, "shares: incomplete: %v\n", err)
