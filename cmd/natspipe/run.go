@@ -59,6 +59,17 @@ type runOptions struct {
 	liveness time.Duration
 	// lossTimeout is RunConfig.LossTimeout; 0: derived.
 	lossTimeout time.Duration
+	// attach drives P3/P4 workers that are already running (fleet.Attach)
+	// under subject prefix prefix, instead of starting them; stopWorkers
+	// stops them at the end.
+	attach      bool
+	prefix      string
+	stopWorkers bool
+	// readyTimeout bounds the fleet's start: every worker ready (started
+	// or found).
+	readyTimeout time.Duration
+	// replicas is the JetStream stream's replicas (fleet.Processes.Replicas).
+	replicas int
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
@@ -95,6 +106,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
 	fs.DurationVar(&o.lossTimeout, "loss-timeout", 0, "a message not back this long after its send is declared lost (0: derived, at least 5s)")
 	fs.DurationVar(&o.liveness, "liveness", fleet.DefaultLiveness, "p3/p4: a worker silent, or holding messages without progress, this long is named unresponsive (or stuck); 100ms to 1h")
+	fs.BoolVar(&o.attach, "attach", false, "p3/p4: drive workers already running under -prefix (a Compose stack's, started by hand) instead of starting them; needs -url or NATS_URL, and the workers' -durations, -work, -transport and -mode")
+	fs.StringVar(&o.prefix, "prefix", worker.DefaultPrefix, "-attach: the workers' subject prefix (their -prefix)")
+	fs.BoolVar(&o.stopWorkers, "stop-workers", false, "-attach: stop the workers at the end (they drain and exit); by default they are left running")
+	fs.DurationVar(&o.readyTimeout, "ready-timeout", fleet.DefaultReadyTimeout, "p3/p4: bound on every worker being ready: started, or with -attach found (1s to 1h)")
+	fs.IntVar(&o.replicas, "replicas", 0, "p3/p4 over js: replicas of the run's stream, e.g. 3 on a 3-node cluster (0: as the transport creates it)")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -183,7 +199,8 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 			}
 			l = fleet.Launcher{Path: exe, Args: []string{"worker"}}
 		}
-		cfg.Processes = fleet.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness}
+		cfg.Processes = fleet.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness,
+			ReadyTimeout: o.readyTimeout, Attach: o.attach, StopAttached: o.stopWorkers, Replicas: o.replicas}
 	}
 	bound := v.Bound(cfg)
 	return plan{name: v.Label(cfg), variant: v, cfg: cfg, bound: bound, window: v.Window(cfg, bound)}, nil
@@ -257,6 +274,9 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		}
 		defer srv.Close()
 		subjects := bus.NewSubjects()
+		if o.attach {
+			subjects = bus.Subjects{Prefix: o.prefix}
+		}
 		fmt.Fprintf(stdout, "nats %s at %s, subjects %s.*\n", srv.Version, srv.Conn, subjects.Prefix)
 		p.cfg.NATS, p.cfg.Subjects = srv.Conn, subjects
 		pl, err := p.variant.Start(ctx, p.cfg, r)
@@ -264,6 +284,17 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 			return nil, err
 		}
 		defer pl.Close()
+		if f, ok := pl.(workerFleet); ok {
+			if o.attach {
+				fmt.Fprintf(stdout, "attached to %d workers of %s in %v: %s\n", len(f.Workers()), subjects.Prefix,
+					f.Startup().Round(time.Millisecond), describeWorkers(f.Workers()))
+			}
+			before, err := f.Stats(ctx)
+			if err != nil {
+				return nil, err
+			}
+			defer func() { printShares(ctx, stdout, f, before) }()
+		}
 		ep, err := router.Attach(srv.Conn, p.cfg.Transport, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
 		if err != nil {
 			return nil, err
@@ -284,6 +315,60 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		fmt.Fprintf(stdout, "trace: %s.{jsonl,csv}\n", strings.TrimSuffix(path, ".jsonl"))
 	}
 	return res, runErr
+}
+
+// workerFleet is what natspipe run asks of a P3/P4 pipeline's fleet of
+// workers (*fleet.Fleet).
+type workerFleet interface {
+	Workers() []fleet.WorkerID
+	Startup() time.Duration
+	Stats(ctx context.Context) ([]worker.Stats, error)
+}
+
+// describeWorkers lists workers by stage: "S1: a; S2: b, c".
+func describeWorkers(ids []fleet.WorkerID) string {
+	var parts []string
+	for k, id := range ids {
+		if k == 0 || ids[k-1].Stage != id.Stage {
+			parts = append(parts, pipelines.StageName(id.Stage)+": "+id.Name)
+			continue
+		}
+		parts[len(parts)-1] += ", " + id.Name
+	}
+	return strings.Join(parts, "; ")
+}
+
+// printShares prints each worker's share of its stage's messages in the
+// run (handled since before), for stages with several workers, among the
+// workers that answered at the end, and names those that did not (dead
+// or unresponsive).
+func printShares(ctx context.Context, w io.Writer, f workerFleet, before []worker.Stats) {
+	after, err := f.Stats(ctx)
+	answered := map[string]bool{}
+	for _, s := range after {
+		answered[s.Name] = true
+	}
+	// Shares among the workers that answered: a silent one's count is
+	// unknown, not 0.
+	var counted []fleet.WorkerID
+	var silent []string
+	for _, id := range f.Workers() {
+		if answered[id.Name] {
+			counted = append(counted, id)
+		} else {
+			silent = append(silent, id.Name)
+		}
+	}
+	shares := fleet.Shares(counted, fleet.Handled(before, after))
+	if s := fleet.FormatShares(shares); s != "" {
+		fmt.Fprint(w, "shares: "+strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\nshares: ")+"\n")
+	}
+	if len(silent) > 0 {
+		fmt.Fprintf(w, "shares: no count at the end from %s (dead or unresponsive): the shares are the others'\n", strings.Join(silent, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(w, "shares: incomplete: %v\n", err)
+	}
 }
 
 // printResult prints the run's Report: the summary, then every lost,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/trace"
 	"github.com/natspipe/natspipe/pipelines/transports"
@@ -158,8 +159,51 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 			return usagef("-worker: %v", err)
 		}
 	}
+	if err := checkAttach(o, set); err != nil {
+		return err
+	}
 	if o.traceName != "" && o.traceDir == "" {
 		return usagef("-trace-name %q: needs -trace DIR (or %s)", o.traceName, trace.EnvTrace)
+	}
+	return nil
+}
+
+// Bounds of natspipe run -ready-timeout.
+const (
+	minReadyTimeout = time.Second
+	maxReadyTimeout = time.Hour
+)
+
+// checkAttach checks -attach and the flags that go with it.
+func checkAttach(o runOptions, set map[string]bool) error {
+	if o.readyTimeout < minReadyTimeout || o.readyTimeout > maxReadyTimeout {
+		return usagef("-ready-timeout %v: want %v to %v", o.readyTimeout, minReadyTimeout, maxReadyTimeout)
+	}
+	if o.replicas < 0 || o.replicas > 5 {
+		return usagef("-replicas %d: want 0 (as created) to 5", o.replicas)
+	}
+	if o.replicas > 1 && o.transport != "js" {
+		return usagef("-replicas %d: replicates a JetStream stream; needs -transport js", o.replicas)
+	}
+	if !o.attach {
+		for _, name := range []string{"prefix", "stop-workers"} {
+			if set[name] {
+				return usagef("-%s: needs -attach", name)
+			}
+		}
+		return nil
+	}
+	if v, _ := variants.Lookup(o.variant); !v.Processes {
+		return usagef("-attach: -variant %s has no worker processes to attach to (want p3 or p4)", o.variant)
+	}
+	if o.nats.URL == "" && o.nats.Context == "" {
+		return usagef("-attach: needs the workers' NATS server: -url or %s", natsconn.EnvURL)
+	}
+	if set["worker"] || set["on-worker-exit"] {
+		return usagef("-attach: -worker and -on-worker-exit are for workers natspipe run starts")
+	}
+	if err := worker.CheckPrefix(o.prefix); err != nil {
+		return usagef("-prefix: %v", err)
 	}
 	return nil
 }

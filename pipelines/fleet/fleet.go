@@ -130,6 +130,19 @@ type Processes struct {
 	// unanswered, or hold messages without progress, before it is reported
 	// unresponsive (or stuck); 0: DefaultLiveness, < 0: no checks.
 	Liveness time.Duration
+	// Attach makes Start attach to workers that are already running
+	// (started by hand, by a Compose stack, on other machines) instead of
+	// starting processes: see Attach. Launcher, Env, Stderr and
+	// OnWorkerExit are then unused.
+	Attach bool
+	// StopAttached makes an attached fleet's Close stop its workers as a
+	// started fleet's does; by default they are left running, for they
+	// belong to whoever started them.
+	StopAttached bool
+	// Replicas, when above 1, is the replicas of the run's JetStream
+	// stream (transport js on a cluster: 3 for R3), set after the run is
+	// set up; 0 or 1: as the transport creates it.
+	Replicas int
 }
 
 // Fleet is the harness's side of a set of worker processes serving a
@@ -163,6 +176,8 @@ type Fleet struct {
 	startup   time.Duration
 	early     chan *procs.Exit // unexpected exits, for the readiness wait
 
+	attached bool // Attach's: the workers are not this fleet's processes
+
 	mu      sync.Mutex
 	err     error
 	stopped bool
@@ -170,7 +185,9 @@ type Fleet struct {
 	live    map[string]*liveness // by worker name; nil without checks
 }
 
-func (cfg *Config) fill() error {
+// fill checks cfg and fills its defaults; launch says the fleet starts
+// the worker processes (Start), which needs a launcher.
+func (cfg *Config) fill(launch bool) error {
 	if err := cfg.Spec.Validate(); err != nil {
 		return err
 	}
@@ -202,7 +219,7 @@ func (cfg *Config) fill() error {
 	if cfg.Variant == "" {
 		cfg.Variant = "w"
 	}
-	if cfg.Launcher.Path == "" {
+	if launch && cfg.Launcher.Path == "" {
 		return errors.New("no worker launcher")
 	}
 	if cfg.ReadyTimeout <= 0 {
@@ -210,6 +227,9 @@ func (cfg *Config) fill() error {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > maxReplicas {
+		return fmt.Errorf("replicas %d: want 0 to %d", cfg.Replicas, maxReplicas)
 	}
 	return nil
 }
@@ -220,19 +240,17 @@ func (cfg *Config) fill() error {
 // worker. Worker faults go to sink.Fault, the messages workers refuse to
 // sink.Reject, incidents (deaths the run survives, unresponsive workers)
 // to sink.Incident if sink is a pipelines.IncidentSink; sink may be nil. On
-// error every process started has been killed.
+// error every process started has been killed. With cfg.Attach it starts
+// none and attaches to running workers instead (Attach).
 func Start(ctx context.Context, cfg Config, sink pipelines.Sink) (*Fleet, error) {
-	var faults bus.Faulter
-	var incidents pipelines.IncidentSink
-	if sink != nil {
-		faults = sink
-		incidents, _ = sink.(pipelines.IncidentSink)
+	if cfg.Attach {
+		return Attach(ctx, cfg, sink)
 	}
-	if err := cfg.fill(); err != nil {
+	if err := cfg.fill(true); err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	begin := time.Now()
-	f := &Fleet{cfg: cfg, faults: faults, incidents: incidents, procs: map[string]*procs.Proc{}}
+	f := newFleet(cfg, sink)
 	for i, w := range cfg.Alloc {
 		for j := range w {
 			f.ids = append(f.ids, WorkerID{Stage: i, Index: j, Name: WorkerName(cfg.Variant, i, j)})
@@ -240,44 +258,11 @@ func Start(ctx context.Context, cfg Config, sink pipelines.Sink) (*Fleet, error)
 	}
 	f.early = make(chan *procs.Exit, len(f.ids))
 
-	nc, err := bus.Connect(cfg.NATS, cfg.Variant+"-fleet", faults)
+	ready, unsubscribe, err := f.connect(ctx, sink, len(f.ids))
 	if err != nil {
-		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+		return nil, err
 	}
-	f.nc = nc
-	ready := make(chan worker.Stats, len(f.ids))
-	sub, err := nc.Subscribe(worker.ReadySubject(cfg.Subjects), func(m *nats.Msg) {
-		var s worker.Stats
-		if json.Unmarshal(m.Data, &s) == nil {
-			select {
-			case ready <- s:
-			default:
-			}
-		}
-	})
-	if err == nil && sink != nil {
-		_, err = bus.Subscribe(nc, worker.RejectSubject(cfg.Subjects), "", func(m *nats.Msg) {
-			var r worker.Reject
-			if json.Unmarshal(m.Data, &r) == nil {
-				sink.Reject(r.Stage, fmt.Errorf("worker %s: %s", r.Worker, r.Error))
-			}
-		})
-	}
-	if rs, ok := sink.(pipelines.RedeliverySink); ok && err == nil {
-		_, err = SubscribeRedeliveries(nc, cfg.Subjects, rs)
-	}
-	if err == nil {
-		err = nc.FlushTimeout(bus.ConnectTimeout)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("fleet %s: subscribe to control subjects: %w", cfg.Variant, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := f.setup(ctx); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
-	}
+	defer unsubscribe()
 
 	f.group = procs.NewGroup(f.unexpected)
 	fail := func(err error) (*Fleet, error) {
@@ -331,6 +316,69 @@ func Start(ctx context.Context, cfg Config, sink pipelines.Sink) (*Fleet, error)
 		return fail(err)
 	}
 	return f, nil
+}
+
+func newFleet(cfg Config, sink pipelines.Sink) *Fleet {
+	f := &Fleet{cfg: cfg, procs: map[string]*procs.Proc{}}
+	if sink != nil {
+		f.faults = sink
+		f.incidents, _ = sink.(pipelines.IncidentSink)
+	}
+	return f
+}
+
+// connect makes the fleet's connection, subscribes to the workers'
+// readiness announcements (on the channel it returns, which keeps up to
+// announcements of them), rejections and redeliveries, and sets the run
+// up on the transport. unsubscribe ends the announcements.
+func (f *Fleet) connect(ctx context.Context, sink pipelines.Sink, announcements int) (ready <-chan worker.Stats, unsubscribe func(), err error) {
+	cfg := f.cfg
+	nc, err := bus.Connect(cfg.NATS, cfg.Variant+"-fleet", f.faults)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+	}
+	f.nc = nc
+	rc := make(chan worker.Stats, announcements)
+	sub, err := nc.Subscribe(worker.ReadySubject(cfg.Subjects), func(m *nats.Msg) {
+		var s worker.Stats
+		if json.Unmarshal(m.Data, &s) == nil {
+			select {
+			case rc <- s:
+			default:
+			}
+		}
+	})
+	if err == nil && sink != nil {
+		_, err = bus.Subscribe(nc, worker.RejectSubject(cfg.Subjects), "", func(m *nats.Msg) {
+			var r worker.Reject
+			if json.Unmarshal(m.Data, &r) == nil {
+				sink.Reject(r.Stage, fmt.Errorf("worker %s: %s", r.Worker, r.Error))
+			}
+		})
+	}
+	if rs, ok := sink.(pipelines.RedeliverySink); ok && err == nil {
+		_, err = SubscribeRedeliveries(nc, cfg.Subjects, rs)
+	}
+	if err == nil {
+		err = nc.FlushTimeout(bus.ConnectTimeout)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("fleet %s: subscribe to control subjects: %w", cfg.Variant, err)
+	}
+	if err := f.setup(ctx); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("fleet %s: %w", cfg.Variant, err)
+	}
+	return rc, func() { _ = sub.Unsubscribe() }, nil
+}
+
+// exited reports whether the named worker is a process of the fleet's that
+// has exited; an attached worker's exit is never seen (the liveness checks
+// name it unresponsive instead).
+func (f *Fleet) exited(name string) bool {
+	p, ok := f.procs[name]
+	return ok && p.Exit() != nil
 }
 
 // flags are the worker flags for id. The connection settings are not among
@@ -479,7 +527,7 @@ func (f *Fleet) Kill(name string) (*procs.Exit, error) {
 func (f *Fleet) alive(stage int) map[string]bool {
 	m := map[string]bool{}
 	for _, id := range f.ids {
-		if (stage < 0 || id.Stage == stage) && f.procs[id.Name].Exit() == nil {
+		if (stage < 0 || id.Stage == stage) && !f.exited(id.Name) && !(f.attached && f.silent(id.Name)) {
 			m[id.Name] = true
 		}
 	}
@@ -530,7 +578,7 @@ func (f *Fleet) request(ctx context.Context, subject string, want map[string]boo
 			if _, ok := got[name]; ok {
 				continue
 			}
-			if f.procs[name].Exit() != nil {
+			if f.exited(name) {
 				if !flushed[name] {
 					exited = append(exited, name)
 				}
@@ -639,7 +687,9 @@ func (f *Fleet) Stop(ctx context.Context) ([]worker.Stats, error) {
 		}
 		want := f.alive(i)
 		for name := range want {
-			f.procs[name].Expect()
+			if p, ok := f.procs[name]; ok {
+				p.Expect()
+			}
 		}
 		got, none, err := f.request(ctx, worker.StopSubject(f.cfg.Subjects, i), want, f.cfg.StopTimeout)
 		if errors.Is(err, errConnectionLost) {
@@ -657,6 +707,14 @@ func (f *Fleet) Stop(ctx context.Context) ([]worker.Stats, error) {
 		if len(none) > 0 {
 			errs = append(errs, fmt.Errorf("stop %s: no reply from %s", pipelines.StageName(i), strings.Join(none, ", ")))
 		}
+	}
+	if f.attached {
+		// Not this fleet's processes: their stop replies are all it sees.
+		out := f.ordered(all)
+		if err := errors.Join(errs...); err != nil {
+			return out, fmt.Errorf("fleet %s: stop: %w", f.cfg.Variant, err)
+		}
+		return out, nil
 	}
 	wait, cancel := context.WithTimeout(ctx, stopGrace)
 	defer cancel()
@@ -688,6 +746,9 @@ func (f *Fleet) Stop(ctx context.Context) ([]worker.Stats, error) {
 // killed and reaped, and the final Stats of those that replied are returned
 // with the error.
 func (f *Fleet) killAll(replied map[string]worker.Stats, cause error) ([]worker.Stats, error) {
+	if f.attached {
+		return f.ordered(replied), fmt.Errorf("fleet %s: stop: %w", f.cfg.Variant, cause)
+	}
 	for _, id := range f.ids {
 		f.procs[id.Name].Expect()
 	}
@@ -712,6 +773,12 @@ func (f *Fleet) Close() error {
 	stopped := f.stopped
 	f.mu.Unlock()
 	var errs []error
+	if f.attached && !f.cfg.StopAttached {
+		// The workers stay, and so does what they consume from (a
+		// JetStream stream): the next run attaches to them again.
+		stopped = true
+		f.release()
+	}
 	if !stopped && f.nc != nil && f.nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
 		// A connection lost while stopping is not Close's failure: it was
@@ -723,8 +790,10 @@ func (f *Fleet) Close() error {
 		cancel()
 	}
 	f.haltLiveness()
-	if err := f.group.Close(); err != nil {
-		errs = append(errs, err)
+	if f.group != nil {
+		if err := f.group.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := f.teardown(); err != nil {
 		errs = append(errs, err)
@@ -750,6 +819,10 @@ func (f *Fleet) setup(ctx context.Context) error {
 	if err := conn.Setup(ctx, run); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("set up transport %s: %w", tr.Name(), err)
+	}
+	if err := replicate(ctx, f.nc, tr, run, c.Replicas); err != nil {
+		_ = conn.Close()
+		return err
 	}
 	f.conn, f.run = conn, run
 	return nil
@@ -783,7 +856,12 @@ func (f faulter) Fault(err error) {
 
 // Leftovers lists worker processes or process groups that still exist;
 // after Close it is empty.
-func (f *Fleet) Leftovers() []string { return f.group.Leftovers() }
+func (f *Fleet) Leftovers() []string {
+	if f.group == nil {
+		return nil
+	}
+	return f.group.Leftovers()
+}
 
 // Handled returns, per worker name, the messages handled between two Stats
 // snapshots (after minus before).

@@ -168,7 +168,7 @@ func (f *Fleet) checkLiveness(now time.Time, timeout time.Duration) {
 	f.mu.Lock()
 	for _, id := range f.ids {
 		l := f.live[id.Name]
-		if l.spell != "" || f.procs[id.Name].Exit() != nil {
+		if l.spell != "" || f.exited(id.Name) {
 			continue
 		}
 		switch {

@@ -127,8 +127,8 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if err != nil {
 		return usage("-mode: %v", err)
 	}
-	if *prefix == "" || strings.ContainsAny(*prefix, " \t\r\n*>") || strings.HasPrefix(*prefix, ".") || strings.HasSuffix(*prefix, ".") {
-		return usage("-prefix %q: want a subject prefix such as natspipe or natspipe.run1", *prefix)
+	if err := CheckPrefix(*prefix); err != nil {
+		return usage("-prefix: %v", err)
 	}
 	if *ready <= 0 || *drain <= 0 {
 		return usage("-ready-timeout and -drain-timeout must be positive")
@@ -184,6 +184,15 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		return usage("%v", err)
 	}
 	return cfg, nil
+}
+
+// CheckPrefix reports a subject prefix that cannot name a pipeline's
+// subjects: empty, with white space or wildcards, or a dot at either end.
+func CheckPrefix(prefix string) error {
+	if prefix == "" || strings.ContainsAny(prefix, " \t\r\n*>") || strings.HasPrefix(prefix, ".") || strings.HasSuffix(prefix, ".") {
+		return fmt.Errorf("%q: want a subject prefix such as natspipe or natspipe.run1", prefix)
+	}
+	return nil
 }
 
 // Main runs a worker process: it parses args, serves the stage until a stop

@@ -193,6 +193,13 @@ type Stats struct {
 	PublishErrors uint64 `json:"publish_errors"`
 	// Stopped is set in the stop reply, after the drain.
 	Stopped bool `json:"stopped"`
+	// What the worker runs, so that a harness attached to workers it did
+	// not start (fleet.Attach) can check them against its own run: every
+	// stage's time (pipelines.DurationsString; the count is the stage
+	// count), the work model and the transport's name.
+	Durations string `json:"durations,omitempty"`
+	Work      string `json:"work,omitempty"`
+	Transport string `json:"transport,omitempty"`
 }
 
 // ReadySubject is where workers announce readiness.
@@ -268,6 +275,9 @@ func (w *worker) stats(stopped bool) Stats {
 		Rejected:      w.rejected.Load(),
 		PublishErrors: w.pubErrs.Load(),
 		Stopped:       stopped,
+		Durations:     pipelines.DurationsString(w.cfg.Spec.Durations),
+		Work:          string(w.cfg.Spec.Work),
+		Transport:     transports.OrDefault(w.cfg.Transport).Name(),
 	}
 }
 
@@ -317,11 +327,25 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	next := run.Subject(cfg.Stage + 1)
 	readyCtx, cancelReady := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	defer cancelReady()
-	rt, err := router.Start(readyCtx, router.Options{
+	opts := router.Options{
 		Name: "worker " + cfg.Name, Conn: conn, Run: run, Steps: []pipelines.Step{step},
 		Executors: cfg.Concurrent(), Queue: queueCap, Block: true, Shared: true,
 		Report: reporter{w}, Forwarding: func() uint64 { return w.handled.Add(1) }, Forwarded: w.forwarded,
-	})
+	}
+	rt, err := router.Start(readyCtx, opts)
+	if err != nil && tr.Name() != transports.Default {
+		// A worker started before any harness (a Compose stack's) finds
+		// its stage's input missing on a broker that keeps it (a JetStream
+		// consumer): it sets the run up itself, as Setup allows more than
+		// once, and tries again. A harness that attaches later sets it up
+		// again with each stage's concurrency (fleet.Attach).
+		if serr := conn.Setup(readyCtx, run); serr != nil {
+			err = errors.Join(err, fmt.Errorf("set the run up: %w", serr))
+		} else {
+			w.logf("set the run up on %s (its stage %s's input was not there)", tr.Name(), stage)
+			rt, err = router.Start(readyCtx, opts)
+		}
+	}
 	if err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: serve stage %s (%s): %w", cfg.Name, stage, w.input(tr, nc), err)
 	}
