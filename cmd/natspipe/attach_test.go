@@ -21,7 +21,7 @@ func TestRunAttachUsage(t *testing.T) {
 		{[]string{"-stop-workers"}, "-stop-workers: needs -attach"},
 		{[]string{"-ready-timeout", "10ms"}, "-ready-timeout 10ms: want 1s to 1h0m0s"},
 		{[]string{"-replicas", "3"}, "-replicas 3: replicates a JetStream stream; needs -transport js"},
-		{[]string{"-replicas", "6", "-transport", "js"}, "-replicas 6: want 0 (as created) to 5"},
+		{[]string{"-replicas", "6", "-transport", "js"}, "-replicas 6: want 0 (1) to 5"},
 	} {
 		var out, errb strings.Builder
 		code := runRun(c.args, &out, &errb)

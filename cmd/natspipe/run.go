@@ -23,6 +23,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
 	"github.com/natspipe/natspipe/pipelines/transport"
+	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/variants"
 	"github.com/natspipe/natspipe/pipelines/worker"
@@ -68,7 +69,7 @@ type runOptions struct {
 	// readyTimeout bounds the fleet's start: every worker ready (started
 	// or found).
 	readyTimeout time.Duration
-	// replicas is the JetStream stream's replicas (fleet.Processes.Replicas).
+	// replicas is the JetStream stream's replicas (js.Options.Replicas).
 	replicas int
 }
 
@@ -110,7 +111,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.prefix, "prefix", worker.DefaultPrefix, "-attach: the workers' subject prefix (their -prefix)")
 	fs.BoolVar(&o.stopWorkers, "stop-workers", false, "-attach: stop the workers at the end (they drain and exit); by default they are left running")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", fleet.DefaultReadyTimeout, "p3/p4: bound on every worker being ready: started, or with -attach found (1s to 1h)")
-	fs.IntVar(&o.replicas, "replicas", 0, "p3/p4 over js: replicas of the run's stream, e.g. 3 on a 3-node cluster (0: as the transport creates it)")
+	fs.IntVar(&o.replicas, "replicas", 0, "over js: replicas of the run's stream, e.g. 3 on a 3-node cluster (0: 1)")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -170,6 +171,10 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	if err != nil {
 		return plan{}, fmt.Errorf("-transport: %w", err)
 	}
+	if jt, ok := tr.(js.Transport); ok && o.replicas > 0 {
+		jt.Replicas = o.replicas
+		tr = jt
+	}
 	mode, err := worker.ParseMode(o.mode)
 	if err != nil {
 		return plan{}, err
@@ -200,7 +205,7 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 			l = fleet.Launcher{Path: exe, Args: []string{"worker"}}
 		}
 		cfg.Processes = fleet.Processes{Launcher: l, Stderr: os.Stderr, OnWorkerExit: onExit, Liveness: o.liveness,
-			ReadyTimeout: o.readyTimeout, Attach: o.attach, StopAttached: o.stopWorkers, Replicas: o.replicas}
+			ReadyTimeout: o.readyTimeout, Attach: o.attach, StopAttached: o.stopWorkers}
 	}
 	bound := v.Bound(cfg)
 	return plan{name: v.Label(cfg), variant: v, cfg: cfg, bound: bound, window: v.Window(cfg, bound)}, nil

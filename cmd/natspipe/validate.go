@@ -180,7 +180,7 @@ func checkAttach(o runOptions, set map[string]bool) error {
 		return usagef("-ready-timeout %v: want %v to %v", o.readyTimeout, minReadyTimeout, maxReadyTimeout)
 	}
 	if o.replicas < 0 || o.replicas > 5 {
-		return usagef("-replicas %d: want 0 (as created) to 5", o.replicas)
+		return usagef("-replicas %d: want 0 (1) to 5", o.replicas)
 	}
 	if o.replicas > 1 && o.transport != "js" {
 		return usagef("-replicas %d: replicates a JetStream stream; needs -transport js", o.replicas)

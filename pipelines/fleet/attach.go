@@ -4,18 +4,14 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/transport"
-	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
@@ -27,10 +23,6 @@ const (
 	// settle is how long Attach goes on listening once every stage has its
 	// count, so that a worker too many is seen.
 	settle = 500 * time.Millisecond
-	// replicateTimeout bounds the wait for a stream's new replicas.
-	replicateTimeout = 20 * time.Second
-	// maxReplicas bounds Processes.Replicas (JetStream allows up to 5).
-	maxReplicas = 5
 )
 
 // Attach is Start for workers that something else started and keeps: a
@@ -49,8 +41,9 @@ const (
 //
 // The transport's run is set up before the wait, with each stage's
 // concurrency from cfg.Alloc, as Start does (workers that found it
-// missing set it up without: see worker.Run); with cfg.Replicas > 1 the
-// run's JetStream stream gets that many replicas.
+// missing set it up without: see worker.Run), so the harness's transport
+// settings win: a JetStream stream the workers created with one replica
+// gets the harness's js.Options.Replicas.
 //
 // The workers are named as they name themselves (natspipe-worker -name,
 // or <stage>-<host>-<pid>), in stage order and by name within a stage.
@@ -248,78 +241,6 @@ func (f *Fleet) release() {
 		_ = f.conn.Close()
 		f.conn = nil
 	}
-}
-
-// replicate gives the run's JetStream stream n replicas, when the
-// transport is JetStream and n > 1: a run on a 3-node cluster survives a
-// node's loss with 3 (R3). The stream keeps every other setting Setup gave
-// it. It returns once the server has accepted the change.
-func replicate(ctx context.Context, nc *nats.Conn, tr transport.Transport, run transport.Run, n int) error {
-	if n <= 1 || tr.Name() != js.Name {
-		return nil
-	}
-	name := js.StreamName(run.Subjects)
-	jsc, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("replicas of stream %s: %w", name, err)
-	}
-	actx, cancel := context.WithTimeout(ctx, js.DefaultAPITimeout)
-	defer cancel()
-	s, err := jsc.Stream(actx, name)
-	if err != nil {
-		return fmt.Errorf("replicas of stream %s: %w", name, err)
-	}
-	sc := s.CachedInfo().Config
-	if sc.Replicas == n {
-		return nil
-	}
-	sc.Replicas = n
-	if _, err := jsc.UpdateStream(actx, sc); err != nil {
-		return fmt.Errorf("stream %s to %d replicas (a cluster of at least %d JetStream servers?): %w", name, n, n, err)
-	}
-	// The run starts on a settled stream: a leader and n-1 current
-	// followers, none of them moving.
-	deadline := time.Now().Add(replicateTimeout)
-	for {
-		wait, cancel := context.WithTimeout(ctx, js.DefaultAPITimeout)
-		info, err := s.Info(wait)
-		cancel()
-		state := "no answer"
-		if err == nil {
-			if state = replicaState(info.Cluster, n); state == "" {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("stream %s not at %d current replicas after %v: %s", name, n, replicateTimeout, errors.Join(errors.New(state), err))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stream %s to %d replicas: %w", name, n, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// replicaState says what keeps a stream's cluster from n settled
-// replicas; "" when it has them.
-func replicaState(c *jetstream.ClusterInfo, n int) string {
-	switch {
-	case c == nil:
-		return "no cluster information"
-	case c.Leader == "":
-		return "no leader"
-	case c.Desired != nil:
-		return "its peers are moving"
-	case len(c.Replicas) != n-1:
-		return fmt.Sprintf("%d followers", len(c.Replicas))
-	}
-	for _, p := range c.Replicas {
-		if !p.Current {
-			return "follower " + p.Name + " not current"
-		}
-	}
-	return ""
 }
 
 func sum(xs []int) int {

@@ -139,10 +139,6 @@ type Processes struct {
 	// started fleet's does; by default they are left running, for they
 	// belong to whoever started them.
 	StopAttached bool
-	// Replicas, when above 1, is the replicas of the run's JetStream
-	// stream (transport js on a cluster: 3 for R3), set after the run is
-	// set up; 0 or 1: as the transport creates it.
-	Replicas int
 }
 
 // Fleet is the harness's side of a set of worker processes serving a
@@ -227,9 +223,6 @@ func (cfg *Config) fill(launch bool) error {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = DefaultStopTimeout
-	}
-	if cfg.Replicas < 0 || cfg.Replicas > maxReplicas {
-		return fmt.Errorf("replicas %d: want 0 to %d", cfg.Replicas, maxReplicas)
 	}
 	return nil
 }
@@ -819,10 +812,6 @@ func (f *Fleet) setup(ctx context.Context) error {
 	if err := conn.Setup(ctx, run); err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("set up transport %s: %w", tr.Name(), err)
-	}
-	if err := replicate(ctx, f.nc, tr, run, c.Replicas); err != nil {
-		_ = conn.Close()
-		return err
 	}
 	f.conn, f.run = conn, run
 	return nil

@@ -349,7 +349,15 @@ func (c *Conn) Setup(ctx context.Context, run transport.Run) error {
 	defer cancel()
 	s, err := c.js.CreateOrUpdateStream(actx, cfg)
 	if err != nil {
+		if cfg.Replicas > 1 {
+			return fmt.Errorf("js transport: create stream %s with %d replicas on %s (a cluster of at least %d JetStream servers?): %w", cfg.Name, cfg.Replicas, c.server, cfg.Replicas, err)
+		}
 		return fmt.Errorf("js transport: create stream %s on %s: %w", cfg.Name, c.server, err)
+	}
+	if cfg.Replicas > 1 {
+		if err := settleReplicas(ctx, s, cfg.Replicas, c.opts.APITimeout); err != nil {
+			return fmt.Errorf("js transport: stream %s on %s: %w", cfg.Name, c.server, err)
+		}
 	}
 	for i := 0; i <= run.Stages; i++ {
 		cc := ConsumerConfig(run, i, c.opts)
@@ -361,6 +369,58 @@ func (c *Conn) Setup(ctx context.Context, run transport.Run) error {
 		}
 	}
 	return nil
+}
+
+// ReplicaTimeout bounds Setup's wait for a replicated stream to settle:
+// a leader and every follower current, none of them moving (a stream
+// created, or raised from fewer replicas, on a cluster).
+const ReplicaTimeout = 20 * time.Second
+
+// settleReplicas waits, within ReplicaTimeout and ctx, until stream s has
+// a leader and n-1 current followers, so that a run starts on a settled
+// stream and the loss of a node loses nothing.
+func settleReplicas(ctx context.Context, s jetstream.Stream, n int, apiTimeout time.Duration) error {
+	deadline := time.Now().Add(ReplicaTimeout)
+	for {
+		wait, cancel := context.WithTimeout(ctx, apiTimeout)
+		info, err := s.Info(wait)
+		cancel()
+		state := "no answer"
+		if err == nil {
+			if state = replicaState(info.Cluster, n); state == "" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not at %d current replicas after %v: %w", n, ReplicaTimeout, errors.Join(errors.New(state), err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d current replicas: %w", n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// replicaState says what keeps a stream's cluster from n settled
+// replicas; "" when it has them.
+func replicaState(c *jetstream.ClusterInfo, n int) string {
+	switch {
+	case c == nil:
+		return "no cluster information"
+	case c.Leader == "":
+		return "no leader"
+	case c.Desired != nil:
+		return "its peers are moving"
+	case len(c.Replicas) != n-1:
+		return fmt.Sprintf("%d followers", len(c.Replicas))
+	}
+	for _, p := range c.Replicas {
+		if !p.Current {
+			return "follower " + p.Name + " not current"
+		}
+	}
+	return ""
 }
 
 // Teardown implements transport.Conn: it deletes the run's stream and
