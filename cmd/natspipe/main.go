@@ -4,6 +4,7 @@
 //	natspipe run -variant p4 -alloc 1-4-1-1 -n 300 -trace traces/
 //	natspipe run -f testdata/pipelines/seed.yaml
 //	natspipe plan -workers 7 testdata/pipelines/seed.yaml
+//	natspipe sweep -workers 7 -o sweep7 testdata/pipelines/seed.yaml
 //	natspipe analyze -o report/ traces/
 //	natspipe gate [flags] BASE.txt NEW.txt   fail when NEW regresses against BASE
 //
@@ -31,6 +32,7 @@ func commands() map[string]command {
 		"plan":           {runPlan, "rank allocations of -workers N over a pipeline file's stages by bound and predicted latency; -target R: fewest workers"},
 		"run":            {runRun, "run one pipeline variant once against NATS_URL or an embedded server; optional trace"},
 		"worker":         {runWorker, "serve one stage of a P3/P4 pipeline (the same as natspipe-worker)"},
+		"sweep":          {runSweep, "run a pipeline file's configurations (variants, allocations, transports, loads) -count times: one Go benchmark results file and one report"},
 		"gate":           {runGate, "compare two Go benchmark files; exit 1 on a statistically significant regression"},
 		"server-version": {runServerVersion, "print the NATS server version benchmarks use (NATS_URL or embedded)"},
 	}

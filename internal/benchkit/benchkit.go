@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/natspipe/natspipe/bench/gate"
 	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/benchunits"
 	"github.com/natspipe/natspipe/internal/rabbittest"
@@ -34,7 +32,7 @@ import (
 func PrintUnits(w io.Writer) {
 	// A write error is ignored: the lines only annotate the benchmark's
 	// output, and PrintUnits has never reported one.
-	_ = gate.WriteUnitMetadataAssume(w, benchunits.Directions(), "nothing")
+	_ = benchunits.WriteMetadata(w)
 }
 
 // Main is a TestMain body: it checks the parameter variables (CheckEnv)
@@ -103,19 +101,14 @@ func CheckEnv(getenv pipelines.Getenv) error {
 	return errors.Join(errs...)
 }
 
-// Report reports res's metrics on b: msgs/s (steady state), p50-ms,
-// p90-ms, p99-ms and eff (throughput / bound, when the bound is known).
+// Report reports res's metrics on b (benchunits.Metrics): msgs/s (steady
+// state), p50-ms, p90-ms, p99-ms and eff (throughput / bound, when the
+// bound is known).
 func Report(b *testing.B, res *pipelines.Result) {
-	b.ReportMetric(res.Throughput, benchunits.Throughput)
-	b.ReportMetric(ms(res.LatencyAt(50)), benchunits.P50)
-	b.ReportMetric(ms(res.LatencyAt(90)), benchunits.P90)
-	b.ReportMetric(ms(res.LatencyAt(99)), benchunits.P99)
-	if e := res.Efficiency(); !math.IsNaN(e) {
-		b.ReportMetric(e, benchunits.Efficiency)
+	for _, m := range benchunits.Metrics(res) {
+		b.ReportMetric(m.Value, m.Unit)
 	}
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Spec reads the pipeline spec from the environment over base, failing tb on
 // a bad value.

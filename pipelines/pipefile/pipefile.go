@@ -30,6 +30,10 @@
 //	  arrivals: poisson         # open loop: fixed or poisson
 //	messages: 300
 //	seed: 1                     # service-time draws and Poisson arrivals
+//	sweep:                      # natspipe sweep's configurations (SweepSection)
+//	  workers: 7                # every allocation of 7 P4 workers
+//	  loads: [closed, 0.8]
+//	  count: 3
 //
 // Every error names the file, line, column and field:
 // "bad.yaml:7:11: stages[1].time: lognormal(5ms,cv=-1): lognormal cv -1: must be > 0".
@@ -66,6 +70,8 @@ type File struct {
 	Load       *LoadSpec   `yaml:"load,omitempty"`
 	Messages   *int        `yaml:"messages,omitempty"`
 	Seed       *uint64     `yaml:"seed,omitempty"`
+	// Sweep is what natspipe sweep runs; natspipe run ignores it.
+	Sweep *SweepSection `yaml:"sweep,omitempty"`
 
 	// dir resolves a relative empirical(PATH): the file's directory.
 	dir string
@@ -120,6 +126,8 @@ type Pipeline struct {
 	Load        float64
 	Arrivals    pipelines.Arrivals
 	Messages    int
+	// Sweep is the file's checked sweep section, nil when it has none.
+	Sweep *Sweep
 	// Given holds the natspipe run flags the description sets: durations,
 	// work, payload, variant, transport, alloc, mode, concurrency,
 	// inflight, window, rate, load, arrivals, n, seed.
@@ -382,6 +390,9 @@ func (f File) Pipeline() (*Pipeline, error) {
 		return nil, err
 	}
 	if err := f.load(p, set); err != nil {
+		return nil, err
+	}
+	if err := f.sweep(p); err != nil {
 		return nil, err
 	}
 	if err := p.Spec.Validate(); err != nil {
