@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -120,5 +121,45 @@ func TestParseInline(t *testing.T) {
 	}
 	if !strings.Contains(testdata("x"), "testdata") {
 		t.Fatal("testdata path")
+	}
+}
+
+// TestSweepSection: a sweep section reads into its checked lists; run
+// flags it does not touch (Given) stay as without it.
+func TestSweepSection(t *testing.T) {
+	p, err := Parse("s.yaml", []byte(`stages:
+  - time: 1ms
+  - time: 2ms
+sweep:
+  variants: [p3, p4]
+  transports: [core, js]
+  modes: [sync, async]
+  allocs: [[1, 1], [1, 2]]
+  loads: [closed, 0.8, 80/s]
+  count: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Sweep
+	want := &Sweep{Variants: []string{"p3", "p4"}, Transports: []string{"core", "js"},
+		Modes: []worker.Mode{worker.Sync, worker.Async}, Allocs: []p4.Alloc{{1, 1}, {1, 2}},
+		Loads: []SweepLoad{{}, {Fraction: 0.8}, {Rate: 80}}, Count: 3}
+	if !reflect.DeepEqual(s, want) {
+		t.Errorf("sweep %+v, want %+v", s, want)
+	}
+	if p.Given["alloc"] || p.Given["variant"] {
+		t.Errorf("the sweep section set run flags: %v", p.Given)
+	}
+	var keys []string
+	for _, l := range s.Loads {
+		keys = append(keys, l.String()+"="+l.Key())
+	}
+	if got := strings.Join(keys, " "); got != "closed= 0.8=load=0.8 80/s=rate=80" {
+		t.Errorf("loads %s", got)
+	}
+	w, err := Parse("w.yaml", []byte("stages:\n  - time: 1ms\n  - time: 2ms\nsweep:\n  workers: 7\n"))
+	if err != nil || w.Sweep.Workers != 7 || w.Sweep.Allocs != nil {
+		t.Errorf("workers: %+v, %v", w.Sweep, err)
 	}
 }
