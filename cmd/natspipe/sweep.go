@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/natspipe/natspipe/analysis/plots"
 	"github.com/natspipe/natspipe/bench/sweep"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/fleet"
@@ -63,6 +64,7 @@ type sweepOptions struct {
 	n                                   int
 	seed                                uint64
 	timeout                             time.Duration
+	size                                string
 	nats                                natsconn.Config
 	set                                 map[string]bool
 	interrupt                           func(context.Context) (context.Context, context.CancelFunc)
@@ -106,6 +108,7 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	fs.IntVar(&s.n, "n", 0, "messages a run (default: the file's, else 300)")
 	fs.Uint64Var(&s.seed, "seed", 0, "seed for service-time draws and poisson arrivals (default: the file's, else 1)")
 	fs.DurationVar(&s.timeout, "timeout", 0, "bound on each run (0: derived from the configuration's bound)")
+	fs.StringVar(&s.size, "size", "", "the report's chart size `WxH` (as natspipe report -size; default 5in high and 0.6in a configuration wide, 8in to 30in)")
 	s.nats = natsconn.FromEnv(nil)
 	s.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server for each run)")
 	pos, err := parseInterspersed(fs, args)
@@ -148,6 +151,11 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	}
 	if s.out == "" {
 		return usage("-o: want a directory")
+	}
+	if s.size != "" {
+		if _, _, err := plots.ParseSize(s.size); err != nil {
+			return usage("-size: %v", err)
+		}
 	}
 	tracesDir := filepath.Join(s.out, "traces")
 	if err := os.MkdirAll(tracesDir, 0o755); err != nil {
@@ -220,7 +228,11 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	fmt.Fprintf(stdout, "results: %s\n", resultsPath)
 	code := 0
 	if reps := medianTraces(done); len(reps) > 0 {
-		if rc := runReport(append([]string{"-o", filepath.Join(s.out, "report")}, reps...), stdout, stderr); rc != 0 {
+		size := s.size
+		if size == "" {
+			size = fmt.Sprintf("%gx5in", min(30, max(8, 0.6*float64(len(reps)))))
+		}
+		if rc := runReport(append([]string{"-o", filepath.Join(s.out, "report"), "-size", size}, reps...), stdout, stderr); rc != 0 {
 			code = 1
 		}
 	}

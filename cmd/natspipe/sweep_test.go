@@ -269,6 +269,7 @@ func TestSweepBadFlags(t *testing.T) {
 		{[]string{"-count", "0", seed}, "natspipe sweep: -count 0: want 1 to 100\n"},
 		{[]string{"-durations", "1ms,2ms", seed}, `natspipe sweep: -durations "1ms,2ms": 2 stages, the file has 4` + "\n"},
 		{[]string{"-n", "0", seed}, "natspipe sweep: P4/alloc=1-4-1-1/mode=sync/work=sleep/transport=core: -n 0: want 1 to "},
+		{[]string{"-size", "huge", seed}, "natspipe sweep: -size: "},
 		{[]string{}, "natspipe sweep: want one pipeline file, got 0 arguments"},
 		{[]string{"no-such-file.yaml"}, "natspipe sweep: read pipeline file: open no-such-file.yaml: "},
 	} {
