@@ -163,3 +163,18 @@ sweep:
 		t.Errorf("workers: %+v, %v", w.Sweep, err)
 	}
 }
+
+// TestSweepExample: allocations.yaml sweeps every allocation of 7 workers
+// over the seed pipeline at 2, 8, 2, 2 ms, three runs each.
+func TestSweepExample(t *testing.T) {
+	p, err := Load(testdata("allocations.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Sweep; s == nil || s.Workers != 7 || s.Count != 3 || len(s.Loads) != 1 || !s.Loads[0].Closed() {
+		t.Errorf("sweep %+v", p.Sweep)
+	}
+	if got := p.Spec.TimesString(); got != "2ms,8ms,2ms,2ms" {
+		t.Errorf("times %s", got)
+	}
+}
