@@ -286,7 +286,8 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 	o := runOptions{variant: "p4", transport: transports.Default, durations: spec.TimesString(),
 		work: string(spec.Work), payload: spec.PayloadSize, n: 300, inflight: p2.DefaultInflight,
 		mode: string(worker.Sync), arrivals: string(pipelines.Fixed), seed: 1,
-		liveness: fleet.DefaultLiveness, onWorkerExit: string(fleet.Continue), nats: s.nats, timeout: s.timeout}
+		liveness: fleet.DefaultLiveness, onWorkerExit: string(fleet.Continue), readyTimeout: fleet.DefaultReadyTimeout,
+		prefix: worker.DefaultPrefix, nats: s.nats, timeout: s.timeout}
 	applyPipelineFile(&o, p, s.set)
 	o.traceName = ""
 	if s.set["durations"] {

@@ -33,7 +33,7 @@ func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, 
 		work: string(p.Spec.Work), payload: p.Spec.PayloadSize, n: n, inflight: p2.DefaultInflight,
 		alloc: pr.Alloc.String(), mode: string(worker.Sync), concurrency: p.Concurrency, rate: rate,
 		arrivals: string(arrivals), seed: p.Spec.Seed, liveness: fleet.DefaultLiveness,
-		onWorkerExit: string(fleet.Continue), set: map[string]bool{}}
+		onWorkerExit: string(fleet.Continue), readyTimeout: fleet.DefaultReadyTimeout, set: map[string]bool{}}
 	if p.Transport != "" {
 		o.transport = p.Transport
 	}
