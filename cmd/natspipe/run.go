@@ -73,16 +73,10 @@ type runOptions struct {
 	replicas int
 }
 
-// runRun runs one pipeline variant once and prints what it measured.
-func runRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o runOptions
-	base, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-		return 2
-	}
+// register defines natspipe run's flags on fs, into o, with their
+// defaults: base's stage times, work model and payload (the defaults
+// after NATSPIPE_DURATIONS and the rest), and the NATS_* settings.
+func (o *runOptions) register(fs *flag.FlagSet, base pipelines.Spec) {
 	registerFileFlags(fs, &o.file)
 	fs.StringVar(&o.variant, "variant", "p4", "variant to run: "+strings.Join(variants.Names(), ", "))
 	fs.StringVar(&o.transport, "transport", transports.Default, "p1-p4: broker transport: "+strings.Join(transports.Names(), ", "))
@@ -113,6 +107,32 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", fleet.DefaultReadyTimeout, "p3/p4: bound on every worker being ready: started, or with -attach found (1s to 1h)")
 	fs.IntVar(&o.replicas, "replicas", 0, "over js: replicas of the run's stream, e.g. 3 on a 3-node cluster (0: 1)")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
+}
+
+// defaultRunOptions are natspipe run's options as its flags' defaults set
+// them, before any flag, file or NATS_* setting: where sweep and plan
+// -verify start from, so that a run flag's default lives in one place.
+func defaultRunOptions(base pipelines.Spec) runOptions {
+	var o runOptions
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	o.register(fs, base)
+	o.nats = natsconn.Config{}
+	o.traceDir = ""
+	o.set = map[string]bool{}
+	return o
+}
+
+// runRun runs one pipeline variant once and prints what it measured.
+func runRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o runOptions
+	base, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
+		return 2
+	}
+	o.register(fs, base)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -14,6 +14,7 @@ import (
 	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/syncbuf"
 	"github.com/natspipe/natspipe/internal/varianttest"
+	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/bus"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/trace"
@@ -214,4 +215,20 @@ func accountLines(out string) []string {
 		}
 	}
 	return lines
+}
+
+// The options sweep and plan -verify start from are run's flag defaults,
+// and they pass run's own checks for every variant: a new run flag whose
+// zero value is not valid cannot break them unnoticed.
+func TestDefaultRunOptionsValid(t *testing.T) {
+	o := defaultRunOptions(pipelines.DefaultSpec())
+	if o.n != 300 || o.alloc != "1-4-1-1" || o.readyTimeout <= 0 || o.liveness <= 0 {
+		t.Errorf("defaults n %d, alloc %q, ready-timeout %v, liveness %v: not the flags' defaults", o.n, o.alloc, o.readyTimeout, o.liveness)
+	}
+	for _, v := range []string{"p0", "p1", "p2", "p3", "p4"} {
+		o.variant = v
+		if err := checkRunOptions(o, o.set); err != nil {
+			t.Errorf("-variant %s with run's defaults: %v", v, err)
+		}
+	}
 }

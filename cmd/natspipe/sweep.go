@@ -17,13 +17,10 @@ import (
 	"github.com/natspipe/natspipe/analysis/plots"
 	"github.com/natspipe/natspipe/bench/sweep"
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/pipefile"
 	"github.com/natspipe/natspipe/pipelines/trace"
-	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -283,11 +280,8 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 	if err != nil {
 		return sweepBase{}, sweep.Axes{}, 0, err
 	}
-	o := runOptions{variant: "p4", transport: transports.Default, durations: spec.TimesString(),
-		work: string(spec.Work), payload: spec.PayloadSize, n: 300, inflight: p2.DefaultInflight,
-		mode: string(worker.Sync), arrivals: string(pipelines.Fixed), seed: 1,
-		liveness: fleet.DefaultLiveness, onWorkerExit: string(fleet.Continue), readyTimeout: fleet.DefaultReadyTimeout,
-		prefix: worker.DefaultPrefix, nats: s.nats, timeout: s.timeout}
+	o := defaultRunOptions(spec)
+	o.nats, o.timeout = s.nats, s.timeout
 	applyPipelineFile(&o, p, s.set)
 	o.traceName = ""
 	if s.set["durations"] {

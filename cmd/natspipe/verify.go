@@ -9,13 +9,9 @@ import (
 	"time"
 
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/fleet"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/pipefile"
 	allocplan "github.com/natspipe/natspipe/pipelines/plan"
-	"github.com/natspipe/natspipe/pipelines/transports"
-	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
 // verifyRun is one measured allocation of natspipe plan -verify.
@@ -29,11 +25,9 @@ type verifyRun struct {
 // with allocation pr.Alloc: open loop at pr.Rate with rate > 0, else
 // closed loop (the window sized by Little's law).
 func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
-	o := runOptions{variant: "p4", transport: transports.Default, durations: p.Spec.TimesString(),
-		work: string(p.Spec.Work), payload: p.Spec.PayloadSize, n: n, inflight: p2.DefaultInflight,
-		alloc: pr.Alloc.String(), mode: string(worker.Sync), concurrency: p.Concurrency, rate: rate,
-		arrivals: string(arrivals), seed: p.Spec.Seed, liveness: fleet.DefaultLiveness,
-		onWorkerExit: string(fleet.Continue), readyTimeout: fleet.DefaultReadyTimeout, set: map[string]bool{}}
+	o := defaultRunOptions(p.Spec)
+	o.variant, o.n, o.alloc, o.concurrency = "p4", n, pr.Alloc.String(), p.Concurrency
+	o.rate, o.arrivals, o.seed = rate, string(arrivals), p.Spec.Seed
 	if p.Transport != "" {
 		o.transport = p.Transport
 	}
