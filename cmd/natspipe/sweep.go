@@ -335,22 +335,24 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 		}
 		return out
 	}
-	if s.set["variants"] {
-		ax.Variants = nil
-		for _, v := range list(s.variants) {
-			if err := pipefile.CheckSweepVariant(v); err != nil {
-				return base, ax, 0, fmt.Errorf("-variants: %w", err)
+	// checked is the flag's comma list, every item passing check.
+	checked := func(flag, v string, check func(string) error) ([]string, error) {
+		items := list(v)
+		for _, it := range items {
+			if err := check(it); err != nil {
+				return nil, fmt.Errorf("-%s: %w", flag, err)
 			}
-			ax.Variants = append(ax.Variants, v)
+		}
+		return items, nil
+	}
+	if s.set["variants"] {
+		if ax.Variants, err = checked("variants", s.variants, pipefile.CheckSweepVariant); err != nil {
+			return base, ax, 0, err
 		}
 	}
 	if s.set["transports"] {
-		ax.Transports = nil
-		for _, t := range list(s.transports) {
-			if err := pipefile.CheckSweepTransport(t); err != nil {
-				return base, ax, 0, fmt.Errorf("-transports: %w", err)
-			}
-			ax.Transports = append(ax.Transports, t)
+		if ax.Transports, err = checked("transports", s.transports, pipefile.CheckSweepTransport); err != nil {
+			return base, ax, 0, err
 		}
 	}
 	if s.set["modes"] {

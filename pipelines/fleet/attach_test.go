@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/natstest"
 	"github.com/natspipe/natspipe/internal/procs"
 	"github.com/natspipe/natspipe/pipelines"
@@ -22,15 +22,6 @@ import (
 	"github.com/natspipe/natspipe/pipelines/transport/js"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
-
-// skipInBenchRun skips a test that starts worker processes for seconds
-// when the test binary runs benchmarks (-bench): go test ./... runs it.
-func skipInBenchRun(t *testing.T) {
-	t.Helper()
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		t.Skip("attach tests skip in a benchmark run (-bench); go test ./... runs them")
-	}
-}
 
 // startWorkers starts alloc[i] worker processes for each stage i of spec
 // the way a user or a Compose stack does, not through a fleet: this test
@@ -97,7 +88,7 @@ func startWorkers(t *testing.T, srv *natstest.Server, prefix string, spec pipeli
 // fault, report their shares, and are still running after the fleet's
 // Close; a second Attach with StopAttached stops them (they exit 0).
 func TestAttachRuns(t *testing.T) {
-	skipInBenchRun(t)
+	benchrun.SkipTest(t, "attach (worker processes)")
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
@@ -130,15 +121,7 @@ func TestAttachRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := router.Attach(srv.Conn, nil, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Run(context.Background(), ep, n)
-	_ = ep.Close()
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, res.Report())
-	}
+	res := runAttached(t, srv, nil, subjects, spec, r, n)
 	if res.Completed != n || res.Duplicates != 0 || len(res.Lost) != 0 || len(res.Incidents) != 0 {
 		t.Errorf("run: %s", res.Report())
 	}
@@ -170,20 +153,7 @@ func TestAttachRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range g.Procs() {
-		p.Expect()
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, p := range g.Procs() {
-		e, err := p.Wait(ctx)
-		if err != nil || !e.Success() {
-			t.Errorf("worker after a stop: %v, %v", e, err)
-		}
-	}
+	closeStopping(t, f, g)
 }
 
 // TestAttachTooFewWorkers: with a stage short of the allocation's count,
@@ -191,7 +161,7 @@ func TestAttachRuns(t *testing.T) {
 // workers it has; a stage with too many, and workers whose stage times are
 // not the run's, fail too, each naming what is wrong.
 func TestAttachTooFewWorkers(t *testing.T) {
-	skipInBenchRun(t)
+	benchrun.SkipTest(t, "attach (worker processes)")
 	benchkit.CheckLeaks(t)
 	srv := natstest.Start(t)
 	spec := testSpec()
@@ -225,6 +195,42 @@ func TestAttachTooFewWorkers(t *testing.T) {
 	wantErr(t, attach([]int{1, 2, 1, 1}, slower), "runs durations 2ms,8ms,2ms,2ms, this run 2ms,9ms,2ms,2ms")
 }
 
+// runAttached sends n messages through the attached workers of subjects
+// over tr (nil: core NATS) with r, and returns the result; a run error
+// fails t with the run's report.
+func runAttached(t *testing.T, srv *natstest.Server, tr transport.Transport, subjects bus.Subjects, spec pipelines.Spec, r *pipelines.Runner, n int) *pipelines.Result {
+	t.Helper()
+	ep, err := router.Attach(srv.Conn, tr, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(context.Background(), ep, n)
+	_ = ep.Close()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, res.Report())
+	}
+	return res
+}
+
+// closeStopping closes f, an attached fleet told to stop its workers, and
+// checks that every worker of g exits cleanly (within 30 s).
+func closeStopping(t *testing.T, f *Fleet, g *procs.Group) {
+	t.Helper()
+	for _, p := range g.Procs() {
+		p.Expect()
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range g.Procs() {
+		if e, err := p.Wait(ctx); err != nil || !e.Success() {
+			t.Errorf("worker after a stop: %v, %v", e, err)
+		}
+	}
+}
+
 func wantErr(t *testing.T, err error, want ...string) {
 	t.Helper()
 	if err == nil {
@@ -243,7 +249,7 @@ func wantErr(t *testing.T, err error, want ...string) {
 // exactly once. With StopAttached, Close stops the workers and removes the
 // run's stream.
 func TestAttachJetStream(t *testing.T) {
-	skipInBenchRun(t)
+	benchrun.SkipTest(t, "attach (worker processes)")
 	benchkit.CheckLeaks(t)
 	srv := natstest.StartJetStream(t)
 	spec := testSpec()
@@ -272,31 +278,11 @@ func TestAttachJetStream(t *testing.T) {
 	if setUp == 0 {
 		t.Error("no worker says it set the run up, yet none had")
 	}
-	ep, err := router.Attach(srv.Conn, tr, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Run(context.Background(), ep, n)
-	_ = ep.Close()
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, res.Report())
-	}
+	res := runAttached(t, srv, tr, subjects, spec, r, n)
 	if res.Completed != n || len(res.Lost) != 0 || len(res.Incidents) != 0 {
 		t.Errorf("run: %s", res.Report())
 	}
-	for _, p := range g.Procs() {
-		p.Expect()
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, p := range g.Procs() {
-		if e, err := p.Wait(ctx); err != nil || !e.Success() {
-			t.Errorf("worker after a stop: %v, %v", e, err)
-		}
-	}
+	closeStopping(t, f, g)
 	nc, err := bus.Connect(srv.Conn, "check", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +292,8 @@ func TestAttachJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if _, err := jsc.Stream(ctx, js.StreamName(subjects)); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("the run's stream after a stopping Close: %v, want it removed", err)
 	}
