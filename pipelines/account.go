@@ -22,7 +22,9 @@ import (
 //     never back while the run lasted;
 //   - LateSeqs: declared lost, then back after all: completed, not lost;
 //   - Unaccounted: sent, neither back nor declared lost when the run ended
-//     early (EndedBy); Unsent: never sent by a run that ended early;
+//     early (EndedBy); Unsent: never sent by a run that ended early; of an
+//     interrupted run (Interrupted), the messages still in flight when its
+//     drain ended, and those its stopped source never sent;
 //   - DuplicateSeqs: a second (or later) completion of a message;
 //   - StrayList: a valid envelope of no message of this run.
 type Account struct {
@@ -77,12 +79,34 @@ type Account struct {
 	// deaths, workers that stopped answering and came back.
 	Incidents []Incident `json:"incidents,omitempty"`
 	// EndedBy says why the run ended before every message was accounted
-	// for ("fault: ...", "timeout: ...", "send failed: ..."); empty when it
-	// ran to its end.
+	// for ("fault: ...", "timeout: ...", "send failed: ...", "interrupted:
+	// ..." when its caller stopped it: see Interrupted); empty when it ran
+	// to its end.
 	EndedBy string `json:"ended_by,omitempty"`
 	// LossTimeout is how long after its send a message was declared lost;
 	// 0 when unknown.
 	LossTimeout time.Duration `json:"loss_timeout_ns,omitempty"`
+}
+
+// endedInterrupted starts the EndedBy of a run its caller stopped.
+const endedInterrupted = "interrupted"
+
+// Interrupted reports whether the run was stopped by its caller (Ctrl-C)
+// before every message was accounted for: its account is partial. Its
+// Unaccounted messages were in flight when it stopped (sent, not back
+// within the drain: interrupted, not lost), its Unsent never sent. A trace
+// records it in its header's ended_by, so natspipe analyze says it too.
+func (a *Account) Interrupted() bool {
+	return strings.HasPrefix(a.EndedBy, endedInterrupted+":")
+}
+
+// inFlight names the Unaccounted set: in flight at the interrupt, or
+// unaccounted at an early end.
+func (a *Account) inFlight() string {
+	if a.Interrupted() {
+		return "in flight at the interrupt"
+	}
+	return "unaccounted at the end"
 }
 
 // lastStage names the last stage, for "never reached S4".
@@ -122,12 +146,14 @@ func listed(seqs []uint64, count, show int) string {
 
 // Counts is the account in one line, as the run's Summary ends: "lost 3 +
 // 2 unaccounted at the end, 1 never sent, late 0, duplicates 0, strays 0,
-// rejected 0, 1 worker incident (ENDED EARLY)".
+// rejected 0, 1 worker incident (ENDED EARLY)"; for an interrupted run
+// "lost 0 + 2 in flight at the interrupt, 2788 never sent, ...
+// (INTERRUPTED: partial, 212 of 3000 sent)".
 func (a *Account) Counts() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lost %d", len(a.Lost))
 	if len(a.Unaccounted) > 0 {
-		fmt.Fprintf(&b, " + %d unaccounted at the end", len(a.Unaccounted))
+		fmt.Fprintf(&b, " + %d %s", len(a.Unaccounted), a.inFlight())
 	}
 	if a.Unsent > 0 {
 		fmt.Fprintf(&b, ", %d never sent", a.Unsent)
@@ -139,7 +165,12 @@ func (a *Account) Counts() string {
 	if n := len(a.Incidents); n > 0 {
 		fmt.Fprintf(&b, ", %d worker incident%s", n, plural(n))
 	}
-	if a.EndedBy != "" {
+	switch {
+	case a.Interrupted() && a.N > 0:
+		fmt.Fprintf(&b, " (INTERRUPTED: partial, %d of %d sent)", a.N-a.Unsent, a.N)
+	case a.Interrupted():
+		b.WriteString(" (INTERRUPTED: partial)")
+	case a.EndedBy != "":
 		b.WriteString(" (ENDED EARLY)")
 	}
 	return b.String()
@@ -161,8 +192,8 @@ func (a *Account) Lines() []string {
 		line("ended early: %s", a.EndedBy)
 	}
 	if len(a.Unaccounted) > 0 {
-		line("unaccounted at the end (%d, sent, neither back from %s nor declared lost)%s",
-			len(a.Unaccounted), last, listed(a.Unaccounted, len(a.Unaccounted), 0))
+		line("%s (%d, sent, neither back from %s nor declared lost)%s",
+			a.inFlight(), len(a.Unaccounted), last, listed(a.Unaccounted, len(a.Unaccounted), 0))
 	}
 	if a.Unsent > 0 {
 		if a.N >= a.Unsent {
@@ -229,8 +260,8 @@ func (a *Account) problems(show int) []string {
 		parts = append(parts, "ended early: "+a.EndedBy)
 	}
 	if len(a.Unaccounted) > 0 {
-		parts = append(parts, fmt.Sprintf("%d of %d messages unaccounted at the end (sent, neither back from %s nor declared lost)%s",
-			len(a.Unaccounted), a.N, last, listed(a.Unaccounted, len(a.Unaccounted), show)))
+		parts = append(parts, fmt.Sprintf("%d of %d messages %s (sent, neither back from %s nor declared lost)%s",
+			len(a.Unaccounted), a.N, a.inFlight(), last, listed(a.Unaccounted, len(a.Unaccounted), show)))
 	}
 	if a.Unsent > 0 {
 		parts = append(parts, fmt.Sprintf("%d of %d messages never sent", a.Unsent, a.N))

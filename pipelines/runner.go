@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,7 +75,30 @@ type RunConfig struct {
 	// LossTimeout declares a message lost when it has not come back this long
 	// after it was sent (core NATS is at-most-once). 0: derived.
 	LossTimeout time.Duration
+	// Drain bounds how long a run its caller stops (Run's context done:
+	// Ctrl-C) waits for the messages in flight to come back or be declared
+	// lost, once its source has stopped. 0: the loss timeout, at most
+	// DefaultDrain.
+	Drain time.Duration
+	// Progress, when set, is called with the run's progress every
+	// ProgressInterval while it lasts, and once more as it ends with the
+	// final counts (Progress.Done), the Result's own. The calls come from
+	// one goroutine at a time, never after Run returns, and should return
+	// quickly. The counts are sampled by a ticker of the run's own, so
+	// sends and completions do no more work for it.
+	Progress func(Progress)
 }
+
+// ProgressInterval is how often a run calls RunConfig.Progress.
+const ProgressInterval = 200 * time.Millisecond
+
+// DefaultDrain is the longest a run stopped by its caller waits, by
+// default, for the messages in flight (RunConfig.Drain).
+const DefaultDrain = 5 * time.Second
+
+// ErrInterrupted is what the error of a run its caller stopped wraps (with
+// the context's cause): the Result is partial, its Account.Interrupted.
+var ErrInterrupted = errors.New("run interrupted")
 
 // Runner drives messages through a pipeline and accounts for each one. It is
 // the pipeline's Sink; one Runner serves many runs of the same pipeline, one
@@ -97,6 +121,9 @@ type Progress struct {
 	Completed int           // came back (late ones included)
 	Lost      int           // declared lost and not back (yet)
 	Elapsed   time.Duration // since the first send
+	// Done marks RunConfig.Progress's last call of a run: the counts are
+	// the Result's (Completed, len(Lost)) and Elapsed its Elapsed.
+	Done bool
 }
 
 // Progress reports the run in progress; the zero Progress between runs.
@@ -105,10 +132,14 @@ type Progress struct {
 func (r *Runner) Progress() Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.run
-	if st == nil {
+	if r.run == nil {
 		return Progress{}
 	}
+	return r.run.progress()
+}
+
+// progress is the run's Progress now; under the runner's lock.
+func (st *runState) progress() Progress {
 	p := Progress{N: st.n, Sent: st.sent, Completed: st.completed, Lost: st.lost}
 	if !st.start.IsZero() {
 		p.Elapsed = time.Since(st.start)
@@ -153,6 +184,10 @@ type runState struct {
 	allDone     chan struct{}
 	faulted     chan struct{}
 	fault       error
+	// drained, made when the caller stops the run (its source stopped, sent
+	// final), closes once every message sent has settled.
+	drained     chan struct{}
+	drainedShut bool
 }
 
 // NewRunner checks cfg and fills in its defaults.
@@ -186,6 +221,12 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 		}
 		cfg.LossTimeout = max(5*time.Second, 20*(cfg.Spec.Sum()+queue))
 	}
+	if cfg.Drain < 0 {
+		return nil, fmt.Errorf("runner: drain %v < 0", cfg.Drain)
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = min(cfg.LossTimeout, DefaultDrain)
+	}
 	payload := make([]byte, cfg.Spec.PayloadSize)
 	for i := range payload {
 		payload[i] = byte('a' + i%26)
@@ -197,6 +238,15 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 // timeout, until every one has completed or been declared lost. The result
 // is returned even with an error, which says what went wrong: a fault, lost
 // or duplicated messages, a stage that finished too soon, or the timeout.
+//
+// When ctx is done before that (the caller stops the run: Ctrl-C), the
+// source stops (a send under way completes; no more start), the run waits
+// at most RunConfig.Drain for the messages in flight to come back or be
+// declared lost, and returns the partial result: its EndedBy says
+// "interrupted: ...", the messages sent and not back are listed as in
+// flight at the interrupt (Account.Unaccounted), those never sent are
+// counted (Unsent), and the error wraps ErrInterrupted and ctx's cause.
+// A ctx done after every message settled changes nothing.
 func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("run: %d messages: want at least 1", n)
@@ -209,8 +259,16 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 		}
 		timeout = 3*exp + r.cfg.LossTimeout + 30*time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// runCtx is the run's own bound, which the caller stopping the run does
+	// not end: the messages in flight are still waited for (and the sends
+	// under way completed) on it. srcCtx stops the source: at the bound, or
+	// when the caller stops the run.
+	runCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	srcCtx, stopSource := context.WithCancel(runCtx)
+	defer stopSource()
+	unwatch := context.AfterFunc(ctx, stopSource)
+	defer unwatch()
 
 	st := &runState{
 		n:        n,
@@ -232,32 +290,46 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 	r.mu.Unlock()
 
 	lossDone := make(chan struct{})
-	lossCtx, stopLoss := context.WithCancel(ctx)
+	lossCtx, stopLoss := context.WithCancel(runCtx)
 	go func() {
 		defer close(lossDone)
 		r.detectLoss(lossCtx, st)
 	}()
 	defer func() { stopLoss(); <-lossDone }()
+	stopProgress := r.reportProgress(st)
+	defer stopProgress()
 
-	sendErr := r.send(ctx, s, st)
+	sendErr := r.send(ctx, srcCtx, runCtx, s, st)
 	var waitErr error
+	stopped := false // by the caller
 	if sendErr == nil {
 		select {
 		case <-st.allDone:
 		case <-st.faulted:
+		case <-runCtx.Done():
+			waitErr = runCtx.Err()
 		case <-ctx.Done():
-			waitErr = ctx.Err()
+			stopped = true
 		}
+	}
+	if stopped {
+		waitErr = r.drain(runCtx, st)
 	}
 	stopLoss()
 	<-lossDone
+	stopProgress()
 	end := time.Now()
 
 	r.mu.Lock()
 	// Nothing reaches st, whose records the result shares, after this.
 	r.run = nil
+	interrupted := stopped && st.settled() < st.n
 	res := r.result(st, end)
+	final := Progress{N: st.n, Sent: st.sent, Completed: st.completed, Lost: st.lost, Elapsed: res.Elapsed, Done: true}
 	r.mu.Unlock()
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(final)
+	}
 	var cause error
 	switch {
 	case st.fault != nil:
@@ -266,12 +338,77 @@ func (r *Runner) Run(ctx context.Context, s Sender, n int) (*Result, error) {
 		cause, res.EndedBy = sendErr, "send failed: "+sendErr.Error()
 	case waitErr != nil:
 		cause, res.EndedBy = waitErr, fmt.Sprintf("timeout: gave up after %v", timeout)
+	case interrupted:
+		why := context.Cause(ctx)
+		cause = fmt.Errorf("%w: %w", ErrInterrupted, why)
+		res.EndedBy = fmt.Sprintf("%s: %v; the source stopped after %d of %d messages, and the messages in flight had %v to come back",
+			endedInterrupted, why, st.sent, st.n, r.cfg.Drain)
 	}
 	err := res.Err()
 	if cause != nil {
 		err = &endError{err: err, cause: cause}
 	}
 	return res, err
+}
+
+// drain waits, once the caller has stopped the run and its source, until
+// every message sent has come back or been declared lost, at most the
+// drain bound; or until a fault, or the run's own bound (its error).
+func (r *Runner) drain(ctx context.Context, st *runState) error {
+	r.mu.Lock()
+	st.drained = make(chan struct{})
+	st.checkDrainedLocked()
+	r.mu.Unlock()
+	t := time.NewTimer(r.cfg.Drain)
+	defer t.Stop()
+	select {
+	case <-st.drained:
+	case <-st.faulted:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// checkDrainedLocked closes drained, when the run drains, once every
+// message sent has settled.
+func (st *runState) checkDrainedLocked() {
+	if st.drained != nil && !st.drainedShut && st.settled() >= st.sent {
+		close(st.drained)
+		st.drainedShut = true
+	}
+}
+
+// reportProgress calls RunConfig.Progress every ProgressInterval from a
+// goroutine of its own until the returned stop (idempotent) is called, which
+// returns once that goroutine has.
+func (r *Runner) reportProgress(st *runState) (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(ProgressInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			r.mu.Lock()
+			p := st.progress()
+			r.mu.Unlock()
+			r.cfg.Progress(p)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }
 
 // endError is the error of a run that ended early: its message is the
@@ -281,7 +418,20 @@ type endError struct{ err, cause error }
 func (e *endError) Error() string { return e.err.Error() }
 func (e *endError) Unwrap() error { return e.cause }
 
-func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
+// send sends the run's messages: each when a window slot is free (closed
+// loop) or at its intended time (open loop), until all are sent, the run
+// faults, or src is done. src is done when run is (the run's bound) or
+// caller is (the caller stopping the source: send returns nil); caller is
+// checked too before each message, as src follows it a moment later. Each
+// send itself goes on run, so one under way completes.
+func (r *Runner) send(caller, src, run context.Context, s Sender, st *runState) error {
+	// stopped is nil when the caller stopped the source, else err.
+	stopped := func(err error) error {
+		if run.Err() == nil {
+			return nil
+		}
+		return err
+	}
 	var rng *rand.Rand
 	if r.cfg.Arrivals == Poisson {
 		rng = rand.New(rand.NewPCG(r.cfg.Seed, r.cfg.Seed^0x9e3779b97f4a7c15))
@@ -296,6 +446,9 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 	}()
 	var offset time.Duration
 	for i := 0; i < st.n; i++ {
+		if err := cmp.Or(caller.Err(), src.Err()); err != nil {
+			return stopped(fmt.Errorf("source at message %d of %d: %w", i, st.n, err))
+		}
 		var intended time.Time
 		if r.cfg.Rate > 0 {
 			if i > 0 {
@@ -307,8 +460,8 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 				}
 			}
 			intended = st.start.Add(offset)
-			if err := r.pace(ctx, st, intended, &timer); err != nil {
-				return fmt.Errorf("open-loop source at message %d of %d: %w", i, st.n, err)
+			if err := r.pace(src, st, intended, &timer); err != nil {
+				return stopped(fmt.Errorf("open-loop source at message %d of %d: %w", i, st.n, err))
 			}
 			if st.isFaulted() {
 				return nil
@@ -318,8 +471,8 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 			case st.slots <- struct{}{}:
 			case <-st.faulted:
 				return nil
-			case <-ctx.Done():
-				return fmt.Errorf("source waiting for a window slot at message %d of %d: %w", i, st.n, ctx.Err())
+			case <-src.Done():
+				return stopped(fmt.Errorf("source waiting for a window slot at message %d of %d: %w", i, st.n, src.Err()))
 			}
 		}
 		env.ID, env.Seq = nuid.Next(), uint64(i)
@@ -337,7 +490,7 @@ func (r *Runner) send(ctx context.Context, s Sender, st *runState) error {
 		if buf, err = env.Append(buf[:0]); err != nil {
 			return fmt.Errorf("source: %w", err)
 		}
-		if err := s.Send(ctx, buf); err != nil {
+		if err := s.Send(run, buf); err != nil {
 			return fmt.Errorf("source: send seq %d: %w", i, err)
 		}
 	}
@@ -422,6 +575,7 @@ func (r *Runner) accountLocked(st *runState) {
 	if st.settled() == st.n {
 		close(st.allDone)
 	}
+	st.checkDrainedLocked()
 }
 
 // Complete implements Sink.

@@ -7,8 +7,14 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/natspipe/natspipe/internal/benchrun"
 )
 
 // scriptedPipeline is a one-stage pipeline with no messaging: it runs the
@@ -270,5 +276,186 @@ func TestProgress(t *testing.T) {
 	}
 	if res.Completed != n || r.Progress() != (Progress{}) {
 		t.Errorf("completed %d, progress after the run %+v", res.Completed, r.Progress())
+	}
+}
+
+// sleepRunner is a runner of a one-stage pipeline whose stage sleeps stage
+// a message, one message at a time (the scripted pipeline runs it inside
+// Send): about 1/stage msgs/s.
+func sleepRunner(t *testing.T, stage time.Duration, cfg RunConfig) (*Runner, *scriptedPipeline) {
+	t.Helper()
+	cfg.Spec = Spec{Durations: []time.Duration{stage}, Work: Sleep, PayloadSize: 8}
+	cfg.Variant, cfg.Window = "test", 4
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Minute
+	}
+	r, err := NewRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, &scriptedPipeline{t: t, sink: r, step: StepsFor(cfg.Spec, func(int) string { return "w1" })[0]}
+}
+
+// TestProgressHook: RunConfig.Progress is called while the run lasts, with
+// counts that only grow, from one goroutine at a time; its last call is
+// Done and carries the Result's counts; no call comes after Run returns,
+// and its goroutine is gone.
+func TestProgressHook(t *testing.T) {
+	benchrun.SkipTest(t, "progress hook")
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var (
+		mu      sync.Mutex
+		calls   []Progress
+		running atomic.Int32 // calls under way at once
+		overlap atomic.Bool
+	)
+	hook := func(p Progress) {
+		if running.Add(1) > 1 {
+			overlap.Store(true)
+		}
+		defer running.Add(-1)
+		mu.Lock()
+		calls = append(calls, p)
+		mu.Unlock()
+	}
+	const n = 200 // at 5 ms a message: about 1 s, some 5 ticks
+	r, p := sleepRunner(t, 5*time.Millisecond, RunConfig{Progress: hook, LossTimeout: 50 * time.Millisecond})
+	p.on = func(seq uint64, _ []byte) bool { return seq != 150 } // seq 150 is lost
+	res, err := r.Run(context.Background(), p, n)
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	mu.Lock()
+	got := slices.Clone(calls)
+	mu.Unlock()
+	time.Sleep(2 * ProgressInterval)
+	mu.Lock()
+	after := len(calls)
+	mu.Unlock()
+	if after != len(got) {
+		t.Errorf("%d progress calls after Run returned", after-len(got))
+	}
+	if overlap.Load() {
+		t.Error("progress calls overlapped")
+	}
+	if len(got) < 3 {
+		t.Fatalf("%d progress calls in a run of %v, want one every %v and the last", len(got), res.Elapsed, ProgressInterval)
+	}
+	for i, g := range got {
+		if g.N != n || g.Completed > g.Sent || g.Sent > n || (g.Done != (i == len(got)-1)) {
+			t.Errorf("call %d of %d: %+v", i+1, len(got), g)
+		}
+		if i > 0 {
+			prev := got[i-1]
+			if g.Sent < prev.Sent || g.Completed < prev.Completed || g.Completed+g.Lost < prev.Completed+prev.Lost || g.Elapsed < prev.Elapsed {
+				t.Errorf("call %d went back: %+v after %+v", i+1, g, prev)
+			}
+		}
+	}
+	last := got[len(got)-1]
+	if last.Completed != res.Completed || last.Lost != len(res.Lost) || last.Sent != n || last.Elapsed != res.Elapsed {
+		t.Errorf("last call %+v; result: completed %d, lost %v, elapsed %v", last, res.Completed, res.Lost, res.Elapsed)
+	}
+	if res.Completed != n-1 || !slices.Equal(res.Lost, []uint64{150}) {
+		t.Errorf("completed %d, lost %v: want all but seq 150, lost", res.Completed, res.Lost)
+	}
+}
+
+// TestRunInterrupted: a run whose context is cancelled mid-run stops its
+// source, drains the messages in flight within its drain bound (those
+// that come back complete; one held back is listed in flight at the
+// interrupt), and returns the partial result: completed + in flight +
+// lost = sent, the rest never sent, marked interrupted in its account, an
+// error wrapping ErrInterrupted and the cause.
+func TestRunInterrupted(t *testing.T) {
+	benchrun.SkipTest(t, "interrupted run")
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const drain = 300 * time.Millisecond
+	r, p := sleepRunner(t, 2*time.Millisecond, RunConfig{Drain: drain, LossTimeout: time.Minute})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := errors.New("test stop")
+	var held [][]byte
+	var stopped time.Time
+	var late sync.WaitGroup
+	defer late.Wait()
+	p.on = func(seq uint64, msg []byte) bool {
+		switch {
+		case seq == 20: // in flight at the interrupt, never back
+			return false
+		case seq >= 98 && seq < 100: // back during the drain
+			held = append(held, msg)
+			return false
+		case seq == 100:
+			stopped = time.Now()
+			cancel(stop)
+			msgs := held
+			late.Go(func() {
+				time.Sleep(drain / 3)
+				for _, m := range msgs {
+					p.sink.Complete(m, time.Now())
+				}
+			})
+		}
+		return true
+	}
+	const n = 5000
+	res, err := r.Run(ctx, p, n)
+	took := time.Since(stopped)
+	if res == nil {
+		t.Fatalf("no result: %v", err)
+	}
+	t.Logf("report:\n%s", res.Report())
+	if took > drain+time.Second {
+		t.Errorf("Run returned %v after the interrupt, drain bound %v", took, drain)
+	}
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, stop) {
+		t.Errorf("error %v: want ErrInterrupted and the cause", err)
+	}
+	sent := n - res.Unsent
+	if !res.Interrupted() || !strings.HasPrefix(res.EndedBy, "interrupted: test stop; the source stopped after ") {
+		t.Errorf("ended by %q, interrupted %v", res.EndedBy, res.Interrupted())
+	}
+	// The source checks the context before each message: the send under
+	// way when it was cancelled (seq 100) is the last.
+	if sent != 101 {
+		t.Errorf("%d sent, want 101 (up to the message that cancelled)", sent)
+	}
+	if res.Completed+len(res.Unaccounted)+len(res.Lost) != sent || !slices.Equal(res.Unaccounted, []uint64{20}) || len(res.Lost) != 0 {
+		t.Errorf("completed %d + in flight %v + lost %v != %d sent", res.Completed, res.Unaccounted, res.Lost, sent)
+	}
+	for _, seq := range []int{98, 99} {
+		if !res.Records[seq].Completed() {
+			t.Errorf("seq %d, back during the drain, not completed", seq)
+		}
+	}
+	counts := res.Account.Counts()
+	for _, want := range []string{"lost 0 + 1 in flight at the interrupt", fmt.Sprintf("%d never sent", n-101), "(INTERRUPTED: partial, 101 of 5000 sent)"} {
+		if !strings.Contains(counts, want) {
+			t.Errorf("counts %q do not say %q", counts, want)
+		}
+	}
+	if !strings.Contains(err.Error(), "1 of 5000 messages in flight at the interrupt") {
+		t.Errorf("error %q does not list the message in flight", err)
+	}
+}
+
+// TestRunInterruptedAfterTheEnd: a context cancelled once every message
+// has settled changes nothing: the run is whole, not interrupted.
+func TestRunInterruptedAfterTheEnd(t *testing.T) {
+	r, p := scriptedRunner(t, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	const n = 10
+	p.on = func(seq uint64, msg []byte) bool {
+		if seq == n-1 {
+			p.sink.Complete(msg, time.Now())
+			cancel()
+			return false
+		}
+		return true
+	}
+	res, err := r.Run(ctx, p, n)
+	if err != nil || res.Completed != n || res.Interrupted() || res.EndedBy != "" {
+		t.Errorf("error %v, completed %d, ended by %q", err, res.Completed, res.EndedBy)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/natspipe/natspipe/internal/natsserver"
@@ -71,6 +72,11 @@ type runOptions struct {
 	readyTimeout time.Duration
 	// replicas is the JetStream stream's replicas (js.Options.Replicas).
 	replicas int
+	// quiet turns the progress line off (-quiet).
+	quiet bool
+	// console draws the run's progress and handles Ctrl-C (progress.go);
+	// nil: neither.
+	console *console
 }
 
 // register defines natspipe run's flags on fs, into o, with their
@@ -107,6 +113,7 @@ func (o *runOptions) register(fs *flag.FlagSet, base pipelines.Spec) {
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", fleet.DefaultReadyTimeout, "p3/p4: bound on every worker being ready: started, or with -attach found (1s to 1h)")
 	fs.IntVar(&o.replicas, "replicas", 0, "over js: replicas of the run's stream, e.g. 3 on a 3-node cluster (0: 1)")
 	fs.StringVar(&o.onWorkerExit, "on-worker-exit", string(fleet.Continue), "p3/p4: a worker that dies mid-run: continue (with the stage's other workers; report it and the exact lost set) or fail (the run at once)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress line (drawn on stderr when it is a terminal)")
 }
 
 // defaultRunOptions are natspipe run's options as its flags' defaults set
@@ -160,7 +167,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
 	}
-	res, err := execute(context.Background(), o, stdout)
+	o.console = newConsole(stderr, !o.quiet)
+	ctx, stop := o.console.interruptible(context.Background())
+	defer stop()
+	res, err := execute(ctx, o, stdout)
 	if res != nil {
 		printResult(stdout, res)
 	}
@@ -231,7 +241,16 @@ func makePlan(o runOptions, spec pipelines.Spec) (plan, error) {
 	return plan{name: v.Label(cfg), variant: v, cfg: cfg, bound: bound, window: v.Window(cfg, bound)}, nil
 }
 
-func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Result, error) {
+// execute runs o once and returns its result. A ctx done mid-run stops
+// it (Runner.Run): the partial result comes back, its trace is written,
+// and the error wraps pipelines.ErrInterrupted, as it does when ctx is
+// done before the run started.
+func execute(ctx context.Context, o runOptions, stdout io.Writer) (res *pipelines.Result, err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil && !errors.Is(err, pipelines.ErrInterrupted) {
+			err = fmt.Errorf("%w before the run: %w", pipelines.ErrInterrupted, err)
+		}
+	}()
 	// Up to the trace directory's probe, every error is a usage error:
 	// checkRunOptions has caught most of them already.
 	ts, err := pipelines.ParseServiceTimes(o.durations)
@@ -277,10 +296,12 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		}
 		cfg.Rate = o.load * p.bound
 	}
+	cfg.Progress = o.console.startRun((&pipelines.Result{Variant: cfg.Variant, Transport: cfg.Transport, Broker: cfg.Broker}).Name(), o.n, p.bound)
 	r, err := pipelines.NewRunner(cfg)
 	if err != nil {
 		return nil, badInput(err)
 	}
+	o.console.setDrain(r.Config().Drain)
 	if err := probeTrace(o, o.set); err != nil {
 		return nil, err
 	}
@@ -318,7 +339,11 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 			if err != nil {
 				return nil, err
 			}
-			defer func() { printShares(ctx, stdout, f, before) }()
+			// After the run, interrupted or not.
+			defer func() { printShares(context.WithoutCancel(ctx), stdout, f, before) }()
+		}
+		if k, ok := pl.(workerKiller); ok && !o.attach {
+			o.console.setKill(func() { killWorkers(k) })
 		}
 		ep, err := router.Attach(srv.Conn, p.cfg.Transport, transport.Run{Subjects: subjects, Stages: spec.Stages()}, r)
 		if err != nil {
@@ -328,6 +353,7 @@ func execute(ctx context.Context, o runOptions, stdout io.Writer) (*pipelines.Re
 		sender = ep
 	}
 	res, runErr := r.Run(ctx, sender, o.n)
+	o.console.endRun(res)
 	if res != nil && o.traceDir != "" {
 		name := o.traceName
 		if name == "" {
@@ -348,6 +374,24 @@ type workerFleet interface {
 	Workers() []fleet.WorkerID
 	Startup() time.Duration
 	Stats(ctx context.Context) ([]worker.Stats, error)
+}
+
+// workerKiller is a P3/P4 pipeline's fleet as a second Ctrl-C needs it:
+// its worker processes, to kill (*fleet.Fleet).
+type workerKiller interface {
+	Workers() []fleet.WorkerID
+	Kill(name string) (*procs.Exit, error)
+}
+
+// killWorkers kills every worker process of k at once (SIGKILL to each
+// one's process group) and waits, at most procs.KillWait, until all are
+// reaped.
+func killWorkers(k workerKiller) {
+	var wg sync.WaitGroup
+	for _, id := range k.Workers() {
+		wg.Go(func() { _, _ = k.Kill(id.Name) })
+	}
+	wg.Wait()
 }
 
 // describeWorkers lists workers by stage: "S1: a; S2: b, c".

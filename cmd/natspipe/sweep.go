@@ -41,8 +41,10 @@ loads x transports, each -count times, and writes into -o DIR:
 Each run is bounded by -timeout (0: derived from the bound). A failed
 configuration is reported and the sweep goes on; exit 1 at the end if any
 failed, 2 for a bad file or flag, 130 when interrupted (what was written is
-kept, and the report covers the runs so far). One line per configuration on
-stderr as it finishes.
+kept, and the report covers the runs so far; the run in progress drains
+what is in flight, as natspipe run does, and is left out). One line per
+configuration on stderr as it finishes; on a terminal, the run in progress
+shows a progress line there too (not with -quiet).
 
 Example:
   natspipe sweep -workers 7 -n 300 -durations 2ms,8ms,2ms,2ms -o sweep7 testdata/pipelines/seed.yaml
@@ -63,6 +65,7 @@ type sweepOptions struct {
 	timeout                             time.Duration
 	size                                string
 	nats                                natsconn.Config
+	quiet                               bool
 	set                                 map[string]bool
 	interrupt                           func(context.Context) (context.Context, context.CancelFunc)
 }
@@ -106,6 +109,7 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	fs.Uint64Var(&s.seed, "seed", 0, "seed for service-time draws and poisson arrivals (default: the file's, else 1)")
 	fs.DurationVar(&s.timeout, "timeout", 0, "bound on each run (0: derived from the configuration's bound)")
 	fs.StringVar(&s.size, "size", "", "the report's chart size `WxH` (as natspipe report -size; default 5in high and 0.6in a configuration wide, 8in to 30in)")
+	fs.BoolVar(&s.quiet, "quiet", false, "no progress line for the run in progress (drawn on stderr when it is a terminal)")
 	s.nats = natsconn.FromEnv(nil)
 	s.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server for each run)")
 	pos, err := parseInterspersed(fs, args)
@@ -176,6 +180,10 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	}
 	ctx, stop := s.interrupt(context.Background())
 	defer stop()
+	// The run in progress's line on a terminal, erased when it ends: the
+	// configuration's own line follows.
+	con := newConsole(stderr, !s.quiet)
+	con.transient = true
 
 	fmt.Fprintf(stderr, "natspipe sweep: %d configurations x %d runs, %d messages each, into %s\n", len(cfgs), count, base.run.n, s.out)
 	var done []sweepMeasured
@@ -187,9 +195,13 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 			o := opts[i]
 			o.traceDir = tracesDir
 			o.traceName = m.name
+			label := fmt.Sprintf("[%d/%d] %s", i+1, len(cfgs), m.name)
 			if count > 1 {
 				o.traceName += fmt.Sprintf("/run=%d", k)
+				label = fmt.Sprintf("[%d/%d, run %d/%d] %s", i+1, len(cfgs), k, count, m.name)
 			}
+			con.setLabel(label)
+			o.console = con
 			res, err := execute(ctx, o, io.Discard)
 			if ctx.Err() != nil {
 				break // interrupted: this run does not count

@@ -45,12 +45,14 @@ func badInput(err error) error {
 func usagef(format string, a ...any) error { return badInput(fmt.Errorf(format, a...)) }
 
 // runExit is natspipe run's exit status for err: the one place that tells
-// bad input (2) from a failed run (1).
+// bad input (2) from a failed run (1) and an interrupted one (130).
 func runExit(err error) int {
 	var ue *usageError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, pipelines.ErrInterrupted):
+		return exitInterrupted
 	case errors.As(err, &ue):
 		return exitUsage
 	}
