@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,11 +114,12 @@ func TestPlanSeed(t *testing.T) {
 }
 
 // TestPlanVerify runs natspipe plan -verify on a small pipeline: the top
-// allocations run for real (worker processes, closed and open loop) and
+// allocations run for real (worker processes, open and closed loop) and
 // their measured throughput and latency print beside the predictions.
 // How close they come is the machine's business; the test holds the runs
 // to their bounds and the table to its shape.
 func TestPlanVerify(t *testing.T) {
+	allocRow := regexp.MustCompile(`^[0-9]+(-[0-9]+)+$`)
 	t.Setenv(envCLIChild, "1") // the workers the runs start are this binary
 	path := filepath.Join(t.TempDir(), "small.yaml")
 	src := "name: small\nstages:\n  - time: 1ms\n  - time: exp(4ms)\n  - time: 1ms\nmessages: 60\nseed: 5\n"
@@ -125,40 +127,55 @@ func TestPlanVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := dispatch([]string{"plan", "-workers", "4", "-verify", "2", "-load", "0.5", path}, &stdout, &stderr)
+	code := dispatch([]string{"plan", "-workers", "4", "-verify", "2", "-load", "0.5", "-n", "60", path}, &stdout, &stderr)
 	out := stdout.String()
 	t.Log(out)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
-	var rows [][]string
-	in := false
+	// Two tables: open loop (10 columns) and capacity (6 columns), each
+	// headed by a line starting "alloc".
+	var open, capacity [][]string
+	table := 0
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		switch {
 		case len(f) > 0 && f[0] == "alloc":
-			in = true
-		case in && len(f) == 9:
-			rows = append(rows, f)
+			table++
+		case len(f) == 0 || !allocRow.MatchString(f[0]):
+		case table == 1 && len(f) == 10:
+			open = append(open, f)
+		case table == 2 && len(f) == 6:
+			capacity = append(capacity, f)
 		}
 	}
-	if len(rows) != 2 || rows[0][0] != "1-2-1" {
-		t.Fatalf("verified rows %q, want 1-2-1 first and one more", rows)
+	if len(open) != 2 || open[0][0] != "1-2-1" || len(capacity) != 2 || capacity[0][0] != "1-2-1" {
+		t.Fatalf("verified rows %q and %q, want 1-2-1 first and one more in each", open, capacity)
 	}
-	for _, r := range rows {
+	for _, r := range capacity {
 		bound, err1 := strconv.ParseFloat(r[1], 64)
 		thr, err2 := strconv.ParseFloat(r[2], 64)
 		if err1 != nil || err2 != nil || thr <= 0 || thr > bound*1.02 {
-			t.Errorf("%s: measured %s msgs/s against bound %s", r[0], r[2], r[1])
+			t.Errorf("%s: capacity %s msgs/s against bound %s", r[0], r[2], r[1])
 		}
-		if r[4] == "inf" {
-			if r[5] != "-" {
-				t.Errorf("%s: over capacity at the rate, yet an open-loop latency %s", r[0], r[5])
+	}
+	for _, r := range open {
+		if r[5] == "inf" {
+			if r[6] != "-" {
+				t.Errorf("%s: over capacity at the rate, yet an open-loop latency %s", r[0], r[6])
 			}
 			continue
 		}
-		if lat, err := strconv.ParseFloat(r[5], 64); err != nil || lat < 6 {
-			t.Errorf("%s: measured mean latency %s ms, below the 6 ms of mean service", r[0], r[5])
+		offered, err1 := strconv.ParseFloat(r[1], 64)
+		sent, err2 := strconv.ParseFloat(r[2], 64)
+		thr, err3 := strconv.ParseFloat(r[3], 64)
+		// Under capacity the pipeline passes what the source sent; the
+		// source's Poisson draws stay within a few 1/sqrt(60) of the rate.
+		if err1 != nil || err2 != nil || err3 != nil || sent < offered/2 || sent > offered*2 || thr <= 0 || thr > sent*1.5 {
+			t.Errorf("%s: offered %s, sent %s, measured %s msgs/s", r[0], r[1], r[2], r[3])
+		}
+		if lat, err := strconv.ParseFloat(r[6], 64); err != nil || lat < 6 {
+			t.Errorf("%s: measured mean latency %s ms, below the 6 ms of mean service", r[0], r[6])
 		}
 	}
 }

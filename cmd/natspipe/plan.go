@@ -20,6 +20,9 @@ import (
 // file nor a flag gives one: 80% of the best bound.
 const defaultPlanLoad = 0.8
 
+// verifyMessages is plan -verify's default messages a run.
+const verifyMessages = 1000
+
 // runPlan is natspipe plan: the best allocations of -workers N over the
 // pipeline file's stages, or the fewest workers reaching -target.
 func runPlan(args []string, stdout, stderr io.Writer) int {
@@ -30,8 +33,8 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	load := fs.Float64("load", 0, fmt.Sprintf("predict latency at this fraction of the best bound (default the file's load, else %v)", defaultPlanLoad))
 	rate := fs.Float64("rate", 0, "predict latency at this many msgs/s instead of -load")
 	top := fs.Int("top", 10, "allocations to print")
-	verifyTop := fs.Int("verify", 0, "run the top this many allocations for real (P4; closed loop for throughput, open loop at the rate for latency) and print predicted against measured")
-	n := fs.Int("n", 0, "-verify: messages a run (default the file's messages, else 300)")
+	verifyTop := fs.Int("verify", 0, "run the top this many allocations for real (P4; open loop at the rate: throughput and latency; closed loop: capacity) and print predicted against measured")
+	n := fs.Int("n", 0, fmt.Sprintf("-verify: messages a run (default %d, or the file's messages when more: a Poisson source's rate over n draws strays about 1/sqrt(n) from the offered one)", verifyMessages))
 	dispatch := fs.String("dispatch", "", "random (core NATS queue groups) or shared (pull transports); default by the file's transport")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: natspipe plan (-workers N | -target R) [flags] FILE\n\nRanks allocations of P4 workers over the stages of a pipeline file by\nthroughput bound, then by predicted mean latency (see package pipelines/plan).\n\nflags:\n")
@@ -119,10 +122,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	if *verifyTop > 0 {
 		msgs := *n
 		if msgs == 0 {
-			msgs = p.Messages
-		}
-		if msgs == 0 {
-			msgs = 300
+			msgs = max(p.Messages, verifyMessages)
 		}
 		return verify(context.Background(), stdout, stderr, p, m, ps[:min(*verifyTop, len(ps))], msgs)
 	}

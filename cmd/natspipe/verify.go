@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -37,10 +38,10 @@ func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, 
 	return o
 }
 
-// verify runs each prediction's allocation twice for real: closed loop
-// (its throughput against the bound) and open loop at the prediction's
-// rate (its mean latency against the predicted one), and prints them
-// side by side. It returns 1 when a run failed.
+// verify runs each prediction's allocation twice for real: open loop at
+// the prediction's rate (its throughput against the offered rate, its mean
+// latency against the predicted one) and closed loop (its capacity against
+// the bound), and prints them side by side. It returns 1 when a run failed.
 func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline, m allocplan.Model, ps []allocplan.Prediction, n int) int {
 	arrivals := m.Arrivals
 	conn, err := natsconn.FromEnv(nil).Resolve(nil)
@@ -79,34 +80,74 @@ func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline,
 		}
 		runs = append(runs, v)
 	}
-	fmt.Fprintf(stdout, "verified: P4 over %s, %d messages a run; throughput closed loop (Little's-law window), latency open loop at the rate above with %s arrivals\n", verifyOptions(p, ps[0], 0, n, arrivals).transport, n, arrivals)
-	fmt.Fprintln(stdout, "predicted-from-measured-service: the same model with each stage's measured service times (their mean and variance) in place of the file's")
+	o0 := verifyOptions(p, ps[0], 0, n, arrivals)
+	fmt.Fprintf(stdout, "\nverified: P4 over %s, %d messages a run\n", o0.transport, n)
+	fmt.Fprintf(stdout, "open loop at the rate above, %s arrivals: under capacity the model's throughput is the arrival rate, its latency the queueing prediction\n", arrivals)
+	fmt.Fprintln(stdout, "  sent: the source's realised steady rate (a Poisson source's draws stray about 1/sqrt(n) from the offered rate); throughput ratio: measured over sent")
+	fmt.Fprintln(stdout, "  from-measured: the model fed what the run measured: each stage's service times (mean and variance) and the sent rate")
 	m0 := m
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "alloc\tbound-msgs/s\tmeasured-msgs/s\tratio\tpredicted-ms\tmeasured-mean-ms\tratio\tpredicted-from-measured-service-ms\tratio")
+	fmt.Fprintln(tw, "alloc\toffered-msgs/s\tsent-msgs/s\tmeasured-msgs/s\tratio\tpredicted-ms\tmeasured-mean-ms\tratio\tfrom-measured-ms\tratio")
 	for _, v := range runs {
-		thr, tr := "-", "-"
-		if v.closed != nil && v.closedErr == nil {
-			thr = fmt.Sprintf("%.1f", v.closed.Throughput)
-			tr = fmt.Sprintf("%.3f", v.closed.Throughput/v.pred.Bound)
-		}
+		sent, thr, tr := "-", "-", "-"
 		pl, ml, lr, ms, mr := "inf", "-", "-", "-", "-"
 		if !math.IsInf(v.pred.Latency, 1) {
 			pl = fmt.Sprintf("%.1f", v.pred.Latency*1e3)
 		}
-		if v.open != nil && v.opErr == nil && v.open.Latency != nil {
-			m := v.open.Latency.Mean() / 1e3 // µs to ms
-			ml = fmt.Sprintf("%.1f", m)
-			lr = fmt.Sprintf("%.3f", m/(v.pred.Latency*1e3))
-			if mm, ok := measuredModel(m0, v.open); ok {
-				q := mm.Predict(v.pred.Alloc, v.pred.Rate).Latency * 1e3
-				ms, mr = fmt.Sprintf("%.1f", q), fmt.Sprintf("%.3f", m/q)
+		if v.open != nil && v.opErr == nil {
+			sr := sentRate(v.open)
+			sent = fmt.Sprintf("%.1f", sr)
+			thr = fmt.Sprintf("%.1f", v.open.Throughput)
+			tr = fmt.Sprintf("%.3f", v.open.Throughput/sr)
+			if v.open.Latency != nil {
+				m := v.open.Latency.Mean() / 1e3 // µs to ms
+				ml = fmt.Sprintf("%.1f", m)
+				lr = fmt.Sprintf("%.3f", m/(v.pred.Latency*1e3))
+				if mm, ok := measuredModel(m0, v.open); ok {
+					q := mm.Predict(v.pred.Alloc, sr).Latency * 1e3
+					ms, mr = fmt.Sprintf("%.1f", q), fmt.Sprintf("%.3f", m/q)
+				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.pred.Alloc, v.pred.Bound, thr, tr, pl, ml, lr, ms, mr)
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.pred.Alloc, v.pred.Rate, sent, thr, tr, pl, ml, lr, ms, mr)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout, "\ncapacity: closed loop (Little's-law window) against the bound; the bound assumes every worker always has work, which random dispatch (core NATS) does not give in a closed loop")
+	fmt.Fprintln(stdout, "  from-measured-service: the bound with each stage's measured mean service time")
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "alloc\tbound-msgs/s\tmeasured-msgs/s\tratio\tfrom-measured-service-msgs/s\tratio")
+	for _, v := range runs {
+		thr, tr, mb, mr := "-", "-", "-", "-"
+		if v.closed != nil && v.closedErr == nil {
+			thr = fmt.Sprintf("%.1f", v.closed.Throughput)
+			tr = fmt.Sprintf("%.3f", v.closed.Throughput/v.pred.Bound)
+			if mm, ok := measuredModel(m0, v.closed); ok {
+				b := mm.Bound(v.pred.Alloc)
+				mb, mr = fmt.Sprintf("%.1f", b), fmt.Sprintf("%.3f", v.closed.Throughput/b)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\t%s\n", v.pred.Alloc, v.pred.Bound, thr, tr, mb, mr)
 	}
 	tw.Flush()
 	return code
+}
+
+// sentRate is the steady rate at which res's source sent, in msgs/s: the
+// same slope as its completions' (pipelines.SteadyThroughput), over the
+// intended send times, so a Poisson source's own draws are told apart from
+// what the pipeline passed.
+func sentRate(res *pipelines.Result) float64 {
+	sent := make([]int64, 0, len(res.Records))
+	for i := range res.Records {
+		if t := res.Records[i].Intended; t != 0 {
+			sent = append(sent, t)
+		}
+	}
+	slices.Sort(sent)
+	if len(sent) == 0 {
+		return 0
+	}
+	return pipelines.SteadyThroughput(sent, sent[0], 0)
 }
 
 // measuredModel is m with each stage's service time replaced by the
