@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -81,6 +82,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	transportName := fs.String("transport", transports.Default, "broker transport: "+strings.Join(transports.Names(), ", "))
 	runConc := fs.String("run-concurrency", "", "each stage's total concurrency (its workers x their concurrency), comma-separated, as the harness set the run up: transports tell a stage's only member from one of several by it (default unknown)")
 	slowdown := fs.String("slowdown", getenv(pipelines.EnvSlowdown), "hidden extra work, e.g. S2=2ms: a deliberate regression for testing the gate; $NATSPIPE_SLOWDOWN when set")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR"+MetricsPath+" (host:port, e.g. 127.0.0.1:9464; port 0 picks one, announced in the ready record and the micro metadata); default none")
 	variant := fs.String("variant", "", "the variant the worker serves (p3, p4), for its micro service's metadata only")
 	logLevel := fs.String("log-level", envOr(EnvLogLevel, "warn"), "log records of this level and above: debug (a record per message), info (ready, stopped), warn (incidents), error; $"+EnvLogLevel+" when set")
 	logFormat := fs.String("log-format", envOr(EnvLogFormat, DefaultLogFormat), "log format on stderr: text (key=value) or json; $"+EnvLogFormat+" when set")
@@ -148,6 +150,11 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if err := checkVariant(*variant); err != nil {
 		return usage("-variant: %v", err)
 	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return usage("-metrics-addr %q: want host:port, e.g. 127.0.0.1:9464 (:9464 for every interface): %v", *metricsAddr, err)
+		}
+	}
 	if *ready <= 0 || *drain <= 0 {
 		return usage("-ready-timeout and -drain-timeout must be positive")
 	}
@@ -187,6 +194,7 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		Concurrency:    *conc,
 		Name:           *name,
 		Variant:        *variant,
+		MetricsAddr:    *metricsAddr,
 		ReadyTimeout:   *ready,
 		DrainTimeout:   *drain,
 		Transport:      tr,

@@ -44,6 +44,7 @@ const (
 	MetaPrefix      = "prefix"      // the pipeline's subject prefix
 	MetaMode        = "mode"        // "sync" or "async"
 	MetaConcurrency = "concurrency" // messages in stage work at once at most
+	MetaMetrics     = "metrics"     // host:port of its Prometheus metrics, when served
 )
 
 // ServiceSubject is the subject of the service's stats endpoint for the
@@ -134,12 +135,16 @@ func (w *worker) serviceStats() ServiceStats {
 func (w *worker) register(nc *nats.Conn) (micro.Service, error) {
 	c := w.cfg
 	stage := pipelines.StageName(c.Stage)
+	meta := c.ServiceMetadata()
+	if a := w.metricsAddr(); a != "" {
+		meta[MetaMetrics] = a
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:    ServiceName,
 		Version: ServiceVersion(),
 		Description: fmt.Sprintf("natspipe stage %s worker %s of pipeline %s (%s, %s x%d)",
 			stage, c.Name, c.Subjects.Prefix, transports.OrDefault(c.Transport).Name(), c.Mode, c.Concurrent()),
-		Metadata:     c.ServiceMetadata(),
+		Metadata:     meta,
 		StatsHandler: func(*micro.Endpoint) any { return w.serviceStats() },
 		ErrorHandler: func(_ micro.Service, err *micro.NATSError) {
 			w.log.Warn("micro service error", "subject", err.Subject, "err", err.Description)

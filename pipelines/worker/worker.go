@@ -142,6 +142,10 @@ type Config struct {
 	// RunConcurrency is each stage's total concurrency as the harness set
 	// the run up (transport.Run.Concurrency); nil: unknown.
 	RunConcurrency []int
+	// MetricsAddr, when set, is the address (host:port; port 0 picks one)
+	// where the worker serves Prometheus metrics at MetricsPath while it
+	// runs: histograms of its service times and waits, its counts.
+	MetricsAddr string
 }
 
 // Concurrent is the number of messages the worker has in stage work at most.
@@ -213,6 +217,9 @@ type Stats struct {
 	Durations string `json:"durations,omitempty"`
 	Work      string `json:"work,omitempty"`
 	Transport string `json:"transport,omitempty"`
+	// Metrics is the address the worker serves Prometheus metrics on
+	// (Config.MetricsAddr, its port resolved), "" when it does not.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // ReadySubject is where workers announce readiness.
@@ -268,6 +275,7 @@ type worker struct {
 	timed     atomic.Uint64
 	serviceNS atomic.Int64
 	waitNS    atomic.Int64
+	metrics   *metrics      // nil without Config.MetricsAddr
 	closed    chan struct{} // the connection closed for good
 }
 
@@ -291,7 +299,16 @@ func (w *worker) stats(stopped bool) Stats {
 		Durations:     pipelines.DurationsString(w.cfg.Spec.Durations),
 		Work:          string(w.cfg.Spec.Work),
 		Transport:     transports.OrDefault(w.cfg.Transport).Name(),
+		Metrics:       w.metricsAddr(),
 	}
+}
+
+// metricsAddr is the address the metrics are served on, "" if none.
+func (w *worker) metricsAddr() string {
+	if w.metrics == nil {
+		return ""
+	}
+	return w.metrics.addr
 }
 
 // Run serves the configured stage until ctx is done or a stop request
@@ -389,6 +406,16 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to liveness requests: %w", cfg.Name, err)
 	}
+	if cfg.MetricsAddr != "" {
+		if w.metrics, err = startMetrics(cfg.MetricsAddr, w); err != nil {
+			return w.stats(false), fmt.Errorf("worker %s: %w", cfg.Name, err)
+		}
+		defer func() {
+			if err := w.metrics.close(); err != nil {
+				w.log.Warn("metrics", "err", err)
+			}
+		}()
+	}
 	// Registered after the closed handler above, which the service's own
 	// chains to; stopped after the drain, or on any return.
 	svc, err := w.register(nc)
@@ -409,7 +436,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
 	w.log.Info("ready", "stages", cfg.Spec.Stages(), "stage_time", step.Duration.String(), "work", string(step.Work),
-		"input", w.input(tr, nc), "mode", string(cfg.Mode), "concurrency", cfg.Concurrent(), "next", next)
+		"input", w.input(tr, nc), "mode", string(cfg.Mode), "concurrency", cfg.Concurrent(), "next", next, "metrics", w.metricsAddr())
 
 	var reply string
 	select {
@@ -492,6 +519,9 @@ func (w *worker) forwarded(n uint64, env *pipelines.Envelope, err error) {
 		w.serviceNS.Add(int64(service))
 		w.waitNS.Add(int64(wait))
 		// Checked first: the hot path builds no record when debug is off.
+		if w.metrics != nil {
+			w.metrics.observe(service, wait)
+		}
 		if ctx := context.Background(); w.log.Enabled(ctx, slog.LevelDebug) {
 			w.log.LogAttrs(ctx, slog.LevelDebug, "handled", slog.String("cid", env.ID), slog.Uint64("seq", env.Seq),
 				slog.Duration("wait", wait), slog.Duration("service", service))

@@ -96,6 +96,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-stage", "S1", "-log-level", "trace"}, `-log-level: log level "trace": want debug, info, warn or error`},
 		{[]string{"-stage", "S1", "-log-format", "xml"}, `-log-format: log format "xml": want text or json`},
 		{[]string{"-stage", "S1", "-variant", "p4 x"}, "-variant"},
+		{[]string{"-stage", "S1", "-metrics-addr", "9464"}, `-metrics-addr "9464": want host:port`},
 	} {
 		stderr.Reset()
 		if _, err := ParseArgs(tc.args, &stderr, envOf()); err == nil {
