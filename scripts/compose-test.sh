@@ -53,6 +53,9 @@ export NATSPIPE_N1_PORT= NATSPIPE_N2_PORT= NATSPIPE_N3_PORT=
 export NATSPIPE_N1_MONITOR= NATSPIPE_N2_MONITOR= NATSPIPE_N3_MONITOR=
 export NATSPIPE_DURATIONS=$durations NATSPIPE_WORK=${COMPOSE_TEST_WORK:-sleep}
 export NATSPIPE_S1=1 NATSPIPE_S2=4 NATSPIPE_S3=1 NATSPIPE_S4=1
+# The workers' ready records, which the readiness wait below counts, are
+# at info (a worker's default level, warn, prints nothing when all is well).
+export NATSPIPE_LOG_LEVEL=info NATSPIPE_LOG_FORMAT=text
 
 dc() { timeout 180 docker-compose --ansi never -p "$project" -f "$file" "$@"; }
 dk() { timeout 60 docker "$@"; }
@@ -160,7 +163,8 @@ up() {
 		ids=$(workers)
 		for id in $ids; do
 			# grep reads it all: a grep -q ending early fails the pipe (pipefail).
-			if dk logs "$id" 2>&1 | grep ': ready: ' >/dev/null; then ready=$((ready + 1)); fi
+			# Each worker's ready record (NATSPIPE_LOG_LEVEL=info above).
+			if dk logs "$id" 2>&1 | grep -E 'level=INFO msg=ready( |$)' >/dev/null; then ready=$((ready + 1)); fi
 		done
 		crashloops "" "$ids"
 		[ "$ready" -lt 7 ] || break

@@ -11,6 +11,15 @@
 // a stop request on <prefix>.ctl.stop.sK, when it drains (finishes every
 // message it holds) and exits 0. Exit status 1 means it could not connect,
 // subscribe or drain; 2 means bad flags. Run it with -h for the flags.
+//
+// It is quiet unless something goes wrong: it logs through log/slog on
+// stderr at -log-level warn by default (info: its ready and stopped
+// records; debug: one record per message, with its correlation ID), text
+// or -log-format json, defaults from NATSPIPE_LOG_LEVEL and
+// NATSPIPE_LOG_FORMAT. It registers as NATS micro service "natspipe",
+// with its stage, name, variant, transport, prefix and mode as metadata
+// and its counts in its stats, so `nats micro ls` lists it; -metrics-addr
+// serves Prometheus metrics.
 package main
 
 import (

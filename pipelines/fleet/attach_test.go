@@ -255,7 +255,7 @@ func TestAttachJetStream(t *testing.T) {
 	spec := testSpec()
 	alloc := []int{1, 2, 1, 1}
 	subjects := bus.NewSubjects()
-	g := startWorkers(t, srv, subjects.Prefix, spec, alloc, "-transport", js.Name)
+	g := startWorkers(t, srv, subjects.Prefix, spec, alloc, "-transport", js.Name, "-log-level", "info", "-log-format", "text")
 	tr := js.Transport{}
 
 	const n = 100
@@ -271,12 +271,16 @@ func TestAttachJetStream(t *testing.T) {
 	defer f.Close()
 	setUp := 0
 	for _, p := range g.Procs() {
-		if strings.Contains(p.Tail(), "set the run up on js") {
+		if strings.Contains(p.Tail(), `msg="set the run up"`) && strings.Contains(p.Tail(), "transport=js") {
 			setUp++
 		}
 	}
 	if setUp == 0 {
-		t.Error("no worker says it set the run up, yet none had")
+		var tails []string
+		for _, p := range g.Procs() {
+			tails = append(tails, p.Tail())
+		}
+		t.Errorf("no worker says it set the run up, yet none had: %q", tails)
 	}
 	res := runAttached(t, srv, tr, subjects, spec, r, n)
 	if res.Completed != n || len(res.Lost) != 0 || len(res.Incidents) != 0 {

@@ -389,6 +389,8 @@ func (f *Fleet) flags(id WorkerID) []string {
 		"-ready-timeout", c.ReadyTimeout.String(),
 		"-drain-timeout", c.StopTimeout.String(),
 		"-transport", transports.OrDefault(c.Transport).Name(),
+		// For the workers' micro service metadata (nats micro info).
+		"-variant", c.Variant,
 	}
 	if c.Mode == worker.Async && c.Concurrency > 0 {
 		args = append(args, "-concurrency", strconv.Itoa(c.Concurrency))

@@ -71,11 +71,13 @@ type Options struct {
 	// Report receives rejections and faults.
 	Report Reporter
 	// Forwarding, when set, is called on the executor just before a result
-	// is published, and Forwarded just after, with what Forwarding returned
-	// and the publish's error: a worker counts a message as handled before
-	// its result can reach the sink, and uncounts it if the publish fails.
+	// is published, and Forwarded just after, with what Forwarding returned,
+	// the message as the step left it (its record of the stage appended;
+	// valid only during the call) and the publish's error: a worker counts
+	// a message as handled before its result can reach the sink, and
+	// uncounts it if the publish fails.
 	Forwarding func() uint64
-	Forwarded  func(n uint64, err error)
+	Forwarded  func(n uint64, env *pipelines.Envelope, err error)
 }
 
 type task struct {
@@ -276,7 +278,7 @@ func (r *Router) route(t task, env *pipelines.Envelope, out []byte) []byte {
 	}
 	err = r.pubs[t.slot].Publish(ctx, transport.Outgoing{Data: out, Key: env.ID})
 	if r.opts.Forwarded != nil {
-		r.opts.Forwarded(n, err)
+		r.opts.Forwarded(n, env, err)
 	}
 	if err != nil {
 		if ctx.Err() == nil {

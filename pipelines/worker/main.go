@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -48,7 +50,10 @@ const (
 // connection settings from the NATS_* variables and the NATS CLI context
 // they name (see natsconn), which the flags override. A parent passes a
 // password or token through NATS_URL, NATS_PASSWORD or NATS_TOKEN, never a
-// flag: command lines are visible to every user. Usage and flag errors are written to stderr; -h gives flag.ErrHelp.
+// flag: command lines are visible to every user. -log-level and
+// -log-format default to NATSPIPE_LOG_LEVEL and NATSPIPE_LOG_FORMAT; the
+// Config's Logger writes to stderr. Usage and flag errors are written to
+// stderr; -h gives flag.ErrHelp.
 func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -77,8 +82,12 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	transportName := fs.String("transport", transports.Default, "broker transport: "+strings.Join(transports.Names(), ", "))
 	runConc := fs.String("run-concurrency", "", "each stage's total concurrency (its workers x their concurrency), comma-separated, as the harness set the run up: transports tell a stage's only member from one of several by it (default unknown)")
 	slowdown := fs.String("slowdown", getenv(pipelines.EnvSlowdown), "hidden extra work, e.g. S2=2ms: a deliberate regression for testing the gate; $NATSPIPE_SLOWDOWN when set")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR"+MetricsPath+" (host:port, e.g. 127.0.0.1:9464; port 0 picks one, announced in the ready record and the micro metadata); default none")
+	variant := fs.String("variant", "", "the variant the worker serves (p3, p4), for its micro service's metadata only")
+	logLevel := fs.String("log-level", envOr(EnvLogLevel, "warn"), "log records of this level and above: debug (a record per message), info (ready, stopped), warn (incidents), error; $"+EnvLogLevel+" when set")
+	logFormat := fs.String("log-format", envOr(EnvLogFormat, DefaultLogFormat), "log format on stderr: text (key=value) or json; $"+EnvLogFormat+" when set")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s -stage S2 [flags]\n\nServes one stage of a natspipe pipeline over NATS until stopped\n(SIGTERM, SIGINT or a stop request on <prefix>.ctl.stop.sK).\n\nflags:\n", Program)
+		fmt.Fprintf(fs.Output(), "usage: %s -stage S2 [flags]\n\nServes one stage of a natspipe pipeline over NATS until stopped\n(SIGTERM, SIGINT or a stop request on <prefix>.ctl.stop.sK), registered\nas NATS micro service %q (nats micro ls). Quiet unless something goes\nwrong: -log-level info or debug for more.\n\nflags:\n", Program, ServiceName)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -130,6 +139,22 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 	if err := CheckPrefix(*prefix); err != nil {
 		return usage("-prefix: %v", err)
 	}
+	level, err := ParseLogLevel(*logLevel)
+	if err != nil {
+		return usage("-log-level: %v", err)
+	}
+	format, err := ParseLogFormat(*logFormat)
+	if err != nil {
+		return usage("-log-format: %v", err)
+	}
+	if err := checkVariant(*variant); err != nil {
+		return usage("-variant: %v", err)
+	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return usage("-metrics-addr %q: want host:port, e.g. 127.0.0.1:9464 (:9464 for every interface): %v", *metricsAddr, err)
+		}
+	}
 	if *ready <= 0 || *drain <= 0 {
 		return usage("-ready-timeout and -drain-timeout must be positive")
 	}
@@ -168,10 +193,13 @@ func ParseArgs(args []string, stderr io.Writer, getenv pipelines.Getenv) (Config
 		Mode:           m,
 		Concurrency:    *conc,
 		Name:           *name,
+		Variant:        *variant,
+		MetricsAddr:    *metricsAddr,
 		ReadyTimeout:   *ready,
 		DrainTimeout:   *drain,
 		Transport:      tr,
 		RunConcurrency: runConcurrency,
+		Logger:         NewLogger(stderr, format, level),
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
@@ -195,15 +223,27 @@ func CheckPrefix(prefix string) error {
 	return nil
 }
 
+// checkVariant reports a -variant that is not a short name.
+func checkVariant(v string) error {
+	if len(v) > 32 || strings.IndexFunc(v, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return fmt.Errorf("%q: want a short name such as p3 or p4 (letters, digits, - and _, at most 32)", v)
+	}
+	return nil
+}
+
 // Main runs a worker process: it parses args, serves the stage until a stop
 // request, SIGTERM or SIGINT (a second signal kills it), and returns the
-// exit status: ExitOK, ExitError or ExitUsage. Progress and errors go to
-// stderr.
+// exit status: ExitOK, ExitError or ExitUsage. Usage errors go to stderr as
+// plain lines, everything else as log records (see ParseArgs).
 func Main(args []string, stderr io.Writer) int {
 	return runMain(args, stderr, nil)
 }
 
-func runMain(args []string, stderr io.Writer, onHandled func(uint64)) int {
+// runMain is Main; crash, when set, makes the worker's OnHandled hook from
+// its logger (Dispatch's EnvCrash).
+func runMain(args []string, stderr io.Writer, crash func(*slog.Logger) func(uint64)) int {
 	cfg, err := ParseArgs(args, stderr, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
@@ -211,8 +251,9 @@ func runMain(args []string, stderr io.Writer, onHandled func(uint64)) int {
 	if err != nil {
 		return ExitUsage
 	}
-	cfg.Log = stderr
-	cfg.OnHandled = onHandled
+	if crash != nil {
+		cfg.OnHandled = crash(cfg.Logger)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
@@ -220,7 +261,7 @@ func runMain(args []string, stderr io.Writer, onHandled func(uint64)) int {
 		stop() // a second signal takes the default action
 	}()
 	if _, err := Run(ctx, cfg); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", Program, err)
+		cfg.Logger.Error(Program+" failed", "pipeline", cfg.Subjects.Prefix, "stage", pipelines.StageName(cfg.Stage), "worker", cfg.Name, "err", err)
 		return ExitError
 	}
 	return ExitOK
@@ -242,21 +283,23 @@ func Dispatch() {
 		return
 	}
 	procs.ExitWithParent()
-	var onHandled func(uint64)
+	var crash func(*slog.Logger) func(uint64)
 	if v := os.Getenv(EnvCrash); v != "" {
 		after, status, err := parseCrash(v)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %s=%q: %v\n", Program, EnvCrash, v, err)
 			os.Exit(ExitUsage)
 		}
-		onHandled = func(n uint64) {
-			if n == after {
-				fmt.Fprintf(os.Stderr, "%s: crashing on purpose after %d messages (%s), exit status %d\n", Program, n, EnvCrash, status)
-				os.Exit(status)
+		crash = func(log *slog.Logger) func(uint64) {
+			return func(n uint64) {
+				if n == after {
+					log.Error("crashing on purpose", "after", n, "variable", EnvCrash, "status", status)
+					os.Exit(status)
+				}
 			}
 		}
 	}
-	os.Exit(runMain(os.Args[1:], os.Stderr, onHandled))
+	os.Exit(runMain(os.Args[1:], os.Stderr, crash))
 }
 
 func parseCrash(v string) (after uint64, status int, err error) {

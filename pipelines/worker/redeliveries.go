@@ -21,8 +21,9 @@ type Redelivery struct {
 // transport (which finds it in transport.Env.Faults): the redelivery is
 // reported to the harness on RedeliverySubject.
 func (w *worker) Redelivered(stage string) {
+	w.redeliveries.Add(1)
 	b, _ := json.Marshal(Redelivery{Worker: w.cfg.Name, Stage: stage})
 	if err := w.nc.Publish(RedeliverySubject(w.cfg.Subjects), b); err != nil {
-		w.logf("report a redelivery at %s: %v", stage, err)
+		w.log.Warn("report a redelivery", "at", stage, "err", err)
 	}
 }

@@ -28,6 +28,14 @@
 //
 // SIGTERM and SIGINT drain and exit the same way, without a reply.
 //
+// Every worker also registers as a NATS micro service (ServiceName, with
+// its stage, name, variant, transport, prefix and mode as metadata, and
+// its counts and mean service time in its $SRV.STATS reply), so that
+// `nats micro ls` and the other NATS tools list a pipeline's workers; its
+// one endpoint, on ServiceSubject, answers with its Stats. It logs through
+// log/slog (Config.Logger; see DefaultLogLevel for what each level
+// carries): at the default level, warn, a healthy worker prints nothing.
+//
 // This package is the process side: Main, used both by the natspipe-worker
 // command and by test binaries that re-execute themselves as workers
 // (Dispatch), and the protocol's subjects and messages. The harness side,
@@ -41,9 +49,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,16 +117,22 @@ type Config struct {
 	// Concurrency is, in Async mode, the messages in stage work at once;
 	// 0: DefaultConcurrency. In Sync mode it must be 0 or 1.
 	Concurrency int
-	// Name identifies the worker: in its NATS connection, its reports, and
-	// as the Worker of the stage records it stamps.
+	// Name identifies the worker: in its NATS connection, its reports, its
+	// micro service's metadata, and as the Worker of the stage records it
+	// stamps.
 	Name string
+	// Variant is the variant the worker serves ("p3", "p4"), for its micro
+	// service's metadata only; "" when not told.
+	Variant string
 	// ReadyTimeout bounds subscribing and announcing readiness once
 	// connected (connecting is bounded by bus.ConnectTimeout); 0: default.
 	ReadyTimeout time.Duration
 	// DrainTimeout bounds the drain when the worker is asked to stop; 0: default.
 	DrainTimeout time.Duration
-	// Log receives the worker's progress and error lines; nil discards them.
-	Log io.Writer
+	// Logger receives the worker's records (see DefaultLogLevel for what
+	// each level carries), with the pipeline (subject prefix), stage and
+	// worker name added to each; nil discards them.
+	Logger *slog.Logger
 	// OnHandled, when set, is called after each message the worker has
 	// handled and published, with the count so far. For tests.
 	OnHandled func(handled uint64)
@@ -129,6 +142,10 @@ type Config struct {
 	// RunConcurrency is each stage's total concurrency as the harness set
 	// the run up (transport.Run.Concurrency); nil: unknown.
 	RunConcurrency []int
+	// MetricsAddr, when set, is the address (host:port; port 0 picks one)
+	// where the worker serves Prometheus metrics at MetricsPath while it
+	// runs: histograms of its service times and waits, its counts.
+	MetricsAddr string
 }
 
 // Concurrent is the number of messages the worker has in stage work at most.
@@ -200,6 +217,9 @@ type Stats struct {
 	Durations string `json:"durations,omitempty"`
 	Work      string `json:"work,omitempty"`
 	Transport string `json:"transport,omitempty"`
+	// Metrics is the address the worker serves Prometheus metrics on
+	// (Config.MetricsAddr, its port resolved), "" when it does not.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // ReadySubject is where workers announce readiness.
@@ -241,27 +261,28 @@ func StopSubject(s bus.Subjects, i int) string {
 
 // worker is one running worker.
 type worker struct {
-	cfg      Config
-	nc       *nats.Conn
-	log      io.Writer
-	logMu    sync.Mutex
-	host     string
-	handled  atomic.Uint64
-	rejected atomic.Uint64
-	pubErrs  atomic.Uint64
-	faults   atomic.Uint64 // router faults: failed publishes and settlements, logged up to maxLogged
-	closed   chan struct{} // the connection closed for good
+	cfg          Config
+	nc           *nats.Conn
+	log          *slog.Logger // cfg.Logger with the pipeline, stage and worker
+	host         string
+	handled      atomic.Uint64
+	rejected     atomic.Uint64
+	pubErrs      atomic.Uint64
+	redeliveries atomic.Uint64
+	faults       atomic.Uint64 // router faults: failed publishes and settlements, logged up to maxLogged
+	// The handed-on messages' stage records: how many, and the sums of
+	// their service times and waits, ns (ServiceStats' means).
+	timed     atomic.Uint64
+	serviceNS atomic.Int64
+	waitNS    atomic.Int64
+	metrics   *metrics      // nil without Config.MetricsAddr
+	closed    chan struct{} // the connection closed for good
 }
 
-func (w *worker) logf(format string, args ...any) {
-	w.logMu.Lock()
-	defer w.logMu.Unlock()
-	fmt.Fprintf(w.log, "worker %s: "+format+"\n", append([]any{w.cfg.Name}, args...)...)
-}
-
-// Fault implements bus.Faulter: a worker logs asynchronous NATS errors;
-// what it cannot serve through shows up in the harness as lost messages.
-func (w *worker) Fault(err error) { w.logf("%v", err) }
+// Fault implements bus.Faulter: a worker logs asynchronous NATS errors
+// (slow consumer, disconnect) as warnings; what it cannot serve through
+// shows up in the harness as lost messages.
+func (w *worker) Fault(err error) { w.log.Warn("nats", "err", err) }
 
 func (w *worker) stats(stopped bool) Stats {
 	return Stats{
@@ -278,7 +299,16 @@ func (w *worker) stats(stopped bool) Stats {
 		Durations:     pipelines.DurationsString(w.cfg.Spec.Durations),
 		Work:          string(w.cfg.Spec.Work),
 		Transport:     transports.OrDefault(w.cfg.Transport).Name(),
+		Metrics:       w.metricsAddr(),
 	}
+}
+
+// metricsAddr is the address the metrics are served on, "" if none.
+func (w *worker) metricsAddr() string {
+	if w.metrics == nil {
+		return ""
+	}
+	return w.metrics.addr
 }
 
 // Run serves the configured stage until ctx is done or a stop request
@@ -298,10 +328,12 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if err := cfg.Validate(); err != nil {
 		return Stats{}, fmt.Errorf("worker %s: %w", cfg.Name, err)
 	}
-	w := &worker{cfg: cfg, log: cfg.Log, closed: make(chan struct{})}
+	stage := pipelines.StageName(cfg.Stage)
+	w := &worker{cfg: cfg, log: cfg.Logger, closed: make(chan struct{})}
 	if w.log == nil {
-		w.log = io.Discard
+		w.log = discard()
 	}
+	w.log = w.log.With(slog.String("pipeline", cfg.Subjects.Prefix), slog.String("stage", stage), slog.String("worker", cfg.Name))
 	w.host, _ = os.Hostname()
 
 	nc, err := bus.Connect(cfg.NATS, cfg.Name, w)
@@ -312,10 +344,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	defer nc.Close()
 	// The client calls the closed handler at most once per connection.
 	nc.SetClosedHandler(func(*nats.Conn) { close(w.closed) })
-	nc.SetReconnectHandler(func(*nats.Conn) { w.logf("reconnected to %s", natsconn.Mask(nc.ConnectedUrl())) })
+	nc.SetReconnectHandler(func(*nats.Conn) { w.log.Warn("reconnected", "server", natsconn.Mask(nc.ConnectedUrl())) })
 
 	subjects := cfg.Subjects
-	stage := pipelines.StageName(cfg.Stage)
 	tr := transports.OrDefault(cfg.Transport)
 	conn, err := tr.Open(ctx, transport.Env{NC: nc, NATS: cfg.NATS, Name: cfg.Name, Faults: w})
 	if err != nil {
@@ -342,7 +373,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		if serr := conn.Setup(readyCtx, run); serr != nil {
 			err = errors.Join(err, fmt.Errorf("set the run up: %w", serr))
 		} else {
-			w.logf("set the run up on %s (its stage %s's input was not there)", tr.Name(), stage)
+			w.log.Info("set the run up", "transport", tr.Name(), "why", "the stage's input was not there")
 			rt, err = router.Start(readyCtx, opts)
 		}
 	}
@@ -375,6 +406,23 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: subscribe to liveness requests: %w", cfg.Name, err)
 	}
+	if cfg.MetricsAddr != "" {
+		if w.metrics, err = startMetrics(cfg.MetricsAddr, w); err != nil {
+			return w.stats(false), fmt.Errorf("worker %s: %w", cfg.Name, err)
+		}
+		defer func() {
+			if err := w.metrics.close(); err != nil {
+				w.log.Warn("metrics", "err", err)
+			}
+		}()
+	}
+	// Registered after the closed handler above, which the service's own
+	// chains to; stopped after the drain, or on any return.
+	svc, err := w.register(nc)
+	if err != nil {
+		return w.stats(false), err
+	}
+	defer func() { _ = svc.Stop() }()
 	if err := nc.FlushTimeout(cfg.ReadyTimeout); err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: register subscriptions with %s: %w", cfg.Name, natsconn.Mask(nc.ConnectedUrl()), err)
 	}
@@ -387,15 +435,18 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if err := announceErr; err != nil {
 		return w.stats(false), fmt.Errorf("worker %s: announce readiness on %s: %w", cfg.Name, ReadySubject(subjects), err)
 	}
-	w.logf("ready: stage %s of %d (%v %s), %s, mode %s x%d, next %s",
-		stage, cfg.Spec.Stages(), step.Duration, step.Work, w.input(tr, nc), cfg.Mode, cfg.Concurrent(), next)
+	w.log.Info("ready", "stages", cfg.Spec.Stages(), "stage_time", step.Duration.String(), "work", string(step.Work),
+		"input", w.input(tr, nc), "mode", string(cfg.Mode), "concurrency", cfg.Concurrent(), "next", next, "metrics", w.metricsAddr())
 
 	var reply string
 	select {
 	case reply = <-stop:
-		w.logf("stop requested")
+		w.log.Info("stop requested")
 	case <-ctx.Done():
-		w.logf("stopping: %v", context.Cause(ctx))
+		// A stop from outside (a signal, the caller's context), not the
+		// harness's request: the harness names the worker's exit, and
+		// its stderr's tail says why.
+		w.log.Warn("stopping", "cause", context.Cause(ctx).Error())
 	case <-w.closed:
 		return w.stats(false), fmt.Errorf("worker %s: connection to NATS closed: %v", cfg.Name, nc.LastError())
 	}
@@ -410,14 +461,22 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	}
 	// Stopped only once the results are known to have reached the server.
 	final := w.stats(drainErr == nil)
+	if err := svc.Stop(); err != nil {
+		w.log.Warn("stop micro service", "err", err)
+	}
 	if reply != "" {
 		w.reply(reply, final)
 		if err := nc.FlushTimeout(bus.ConnectTimeout); err != nil {
 			// The harness then names this worker as one that did not reply.
-			w.logf("stop reply not flushed: %v", err)
+			w.log.Warn("stop reply not flushed", "err", err)
 		}
 	}
-	w.logf("stopped: handled %d, rejected %d, publish errors %d", final.Handled, final.Rejected, final.PublishErrors)
+	level := slog.LevelInfo
+	if drainErr != nil {
+		level = slog.LevelError
+	}
+	w.log.LogAttrs(context.Background(), level, "stopped", slog.Uint64("handled", final.Handled), slog.Uint64("rejected", final.Rejected),
+		slog.Uint64("publish_errors", final.PublishErrors), slog.Uint64("redeliveries", w.redeliveries.Load()), slog.Bool("drained", drainErr == nil))
 	return final, drainErr
 }
 
@@ -429,7 +488,7 @@ type reporter struct{ w *worker }
 func (r reporter) Reject(stage string, err error) {
 	w := r.w
 	if n := w.rejected.Add(1); n <= maxLogged {
-		w.logf("reject: %v", err)
+		w.log.Warn("rejected", "err", err, "logged", fmt.Sprintf("%d of at most %d", n, maxLogged))
 	}
 	b, _ := json.Marshal(Reject{Worker: w.cfg.Name, Stage: stage, Error: err.Error()})
 	_ = w.nc.Publish(RejectSubject(w.cfg.Subjects), b)
@@ -437,18 +496,36 @@ func (r reporter) Reject(stage string, err error) {
 
 func (r reporter) Fault(err error) {
 	if n := r.w.faults.Add(1); n <= maxLogged {
-		r.w.logf("%v", err)
+		r.w.log.Error("fault", "err", err, "logged", fmt.Sprintf("%d of at most %d", n, maxLogged))
 	}
 }
 
 // forwarded is the router's Forwarded hook: n was counted as handled
 // before the publish (so that a stats request that follows the sink's
 // receipt of the message finds it counted); a failed publish uncounts it.
-func (w *worker) forwarded(n uint64, err error) {
+// A message handed on adds its stage record's service time and wait to
+// the means, and at debug level is logged: msg=handled with its
+// correlation ID.
+func (w *worker) forwarded(n uint64, env *pipelines.Envelope, err error) {
 	if err != nil {
 		w.handled.Add(^uint64(0)) // not handed on after all
 		w.pubErrs.Add(1)
 		return
+	}
+	if i := w.cfg.Stage; i < len(env.Stages) {
+		r := env.Stages[i]
+		service, wait := time.Duration(r.Finished-r.Started), time.Duration(r.Started-r.Arrived)
+		w.timed.Add(1)
+		w.serviceNS.Add(int64(service))
+		w.waitNS.Add(int64(wait))
+		// Checked first: the hot path builds no record when debug is off.
+		if w.metrics != nil {
+			w.metrics.observe(service, wait)
+		}
+		if ctx := context.Background(); w.log.Enabled(ctx, slog.LevelDebug) {
+			w.log.LogAttrs(ctx, slog.LevelDebug, "handled", slog.String("cid", env.ID), slog.Uint64("seq", env.Seq),
+				slog.Duration("wait", wait), slog.Duration("service", service))
+		}
 	}
 	if w.cfg.OnHandled != nil {
 		w.cfg.OnHandled(n)
@@ -458,7 +535,7 @@ func (w *worker) forwarded(n uint64, err error) {
 func (w *worker) reply(to string, s Stats) {
 	b, _ := json.Marshal(s)
 	if err := w.nc.Publish(to, b); err != nil {
-		w.logf("reply to %s: %v", to, err)
+		w.log.Warn("reply", "to", to, "err", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -92,6 +93,10 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-stage", "S1", "-run-concurrency", "1,4,1"}, "3 counts for 4 stages"},
 		{[]string{"-stage", "S1", "-run-concurrency", "1,x,1,1"}, "item 2"},
 		{[]string{"-stage", "S1", "-run-concurrency", "1,-4,1,1"}, "item 2"},
+		{[]string{"-stage", "S1", "-log-level", "trace"}, `-log-level: log level "trace": want debug, info, warn or error`},
+		{[]string{"-stage", "S1", "-log-format", "xml"}, `-log-format: log format "xml": want text or json`},
+		{[]string{"-stage", "S1", "-variant", "p4 x"}, "-variant"},
+		{[]string{"-stage", "S1", "-metrics-addr", "9464"}, `-metrics-addr "9464": want host:port`},
 	} {
 		stderr.Reset()
 		if _, err := ParseArgs(tc.args, &stderr, envOf()); err == nil {
@@ -102,6 +107,56 @@ func TestParseArgs(t *testing.T) {
 	}
 	if _, err := ParseArgs([]string{"-h"}, &stderr, envOf()); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+	// A bad level in the environment names the flag it is the default of.
+	stderr.Reset()
+	if _, err := ParseArgs([]string{"-stage", "S1"}, &stderr, envOf(EnvLogLevel, "loud")); err == nil || !strings.Contains(stderr.String(), `"loud"`) {
+		t.Errorf("%s=loud: %v, stderr %q", EnvLogLevel, err, stderr.String())
+	}
+}
+
+// The log level and format: warn and text by default, from the
+// environment, the flags over the environment; the Logger writes to the
+// stderr ParseArgs is given.
+func TestParseArgsLogging(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args    []string
+		env     []string
+		level   slog.Level
+		jsonOut bool
+	}{
+		{nil, nil, slog.LevelWarn, false},
+		{nil, []string{EnvLogLevel, "DEBUG", EnvLogFormat, "json"}, slog.LevelDebug, true},
+		{[]string{"-log-level", "error", "-log-format", "text"}, []string{EnvLogLevel, "debug", EnvLogFormat, "json"}, slog.LevelError, false},
+		{[]string{"-log-level", "info"}, nil, slog.LevelInfo, false},
+	} {
+		var stderr bytes.Buffer
+		cfg, err := ParseArgs(append([]string{"-stage", "S2", "-variant", "p4"}, tc.args...), &stderr, envOf(tc.env...))
+		if err != nil {
+			t.Fatalf("%q %q: %v", tc.args, tc.env, err)
+		}
+		if cfg.Variant != "p4" {
+			t.Errorf("variant %q", cfg.Variant)
+		}
+		if !cfg.Logger.Enabled(ctx, tc.level) || cfg.Logger.Enabled(ctx, tc.level-1) {
+			t.Errorf("%q %q: want level %v", tc.args, tc.env, tc.level)
+		}
+		cfg.Logger.Error("x", "k", "v")
+		if got := strings.HasPrefix(stderr.String(), "{"); got != tc.jsonOut || !strings.Contains(stderr.String(), "k") {
+			t.Errorf("%q %q: record %q, want json %v", tc.args, tc.env, stderr.String(), tc.jsonOut)
+		}
+	}
+}
+
+func TestServiceVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3": "1.2.3", "v0.0.0-20260101120000-abcdef123456+dirty": "0.0.0-20260101120000-abcdef123456+dirty",
+		"(devel)": "0.0.0-dev", "": "0.0.0-dev", "v1.2": "0.0.0-dev",
+	} {
+		if got := serviceVersion(in); got != want {
+			t.Errorf("serviceVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -223,7 +278,8 @@ func TestRunInProcess(t *testing.T) {
 			ready := collectRaw(t, nc, ReadySubject(subjects))
 			out := collect(t, nc, subjects.Stage(2))
 			var log syncbuf.Buffer
-			cfg := Config{NATS: srv.Conn, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2", Log: &log}
+			cfg := Config{NATS: srv.Conn, Subjects: subjects, Stage: 1, Spec: spec, Mode: tc.mode, Concurrency: tc.conc, Name: "t-S2",
+				Logger: NewLogger(&log, "json", slog.LevelDebug)}
 			type result struct {
 				s   Stats
 				err error
@@ -280,10 +336,78 @@ func TestRunInProcess(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("Run did not return after the stop request")
 			}
-			if !strings.Contains(log.String(), "ready: stage S2") || !strings.Contains(log.String(), "stopped: handled 30") {
-				t.Errorf("log:\n%s", log.String())
-			}
+			checkDebugLog(t, log.String(), subjects.Prefix, envs)
 		})
+	}
+}
+
+// logRecord is a worker's JSON log record, the fields the tests read.
+type logRecord struct {
+	Level    string        `json:"level"`
+	Msg      string        `json:"msg"`
+	Pipeline string        `json:"pipeline"`
+	Stage    string        `json:"stage"`
+	Worker   string        `json:"worker"`
+	CID      string        `json:"cid"`
+	Seq      uint64        `json:"seq"`
+	Wait     time.Duration `json:"wait"`
+	Service  time.Duration `json:"service"`
+	Handled  uint64        `json:"handled"`
+}
+
+func parseRecords(t *testing.T, log string) []logRecord {
+	t.Helper()
+	var out []logRecord
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var r logRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// checkDebugLog checks a debug-level worker log (t-S2 at stage S2 of
+// prefix) against the envelopes it handed on: ready, one handled record
+// per message with its correlation ID, seq, wait and service time as the
+// stage record says, and stopped with the count; every record carrying
+// the pipeline, stage and worker.
+func checkDebugLog(t *testing.T, log, prefix string, envs []pipelines.Envelope) {
+	t.Helper()
+	byID := map[string]pipelines.Envelope{}
+	for _, e := range envs {
+		byID[e.ID] = e
+	}
+	seen := map[string]bool{}
+	var msgs []string
+	for _, r := range parseRecords(t, log) {
+		if r.Pipeline != prefix || r.Stage != "S2" || r.Worker != "t-S2" {
+			t.Errorf("record %+v: want pipeline %s, stage S2, worker t-S2", r, prefix)
+		}
+		if r.Msg != "handled" {
+			msgs = append(msgs, r.Level+" "+r.Msg)
+			if r.Msg == "stopped" && r.Handled != uint64(len(envs)) {
+				t.Errorf("stopped record says handled %d, want %d", r.Handled, len(envs))
+			}
+			continue
+		}
+		e, ok := byID[r.CID]
+		if !ok || seen[r.CID] || r.Level != "DEBUG" {
+			t.Errorf("handled record %+v: not one of the messages, a second time, or not at debug", r)
+			continue
+		}
+		seen[r.CID] = true
+		rec := e.Stages[1]
+		if r.Seq != e.Seq || r.Service != time.Duration(rec.Finished-rec.Started) || r.Wait != time.Duration(rec.Started-rec.Arrived) {
+			t.Errorf("handled record %+v, stage record %+v", r, rec)
+		}
+	}
+	if len(seen) != len(envs) {
+		t.Errorf("%d handled records, want %d", len(seen), len(envs))
+	}
+	if want := []string{"INFO ready", "INFO stop requested", "INFO stopped"}; !slices.Equal(msgs, want) {
+		t.Errorf("records besides handled: %q, want %q", msgs, want)
 	}
 }
 
@@ -441,51 +565,77 @@ func TestProcessExitStatus(t *testing.T) {
 }
 
 // SIGTERM drains: every message the worker holds is finished and published
-// before it exits 0.
+// before it exits 0. At the default level the worker prints one record, the
+// stop from outside (a warning); at -log-level info its ready and stopped
+// records too, the latter with its count.
 func TestProcessSIGTERMDrains(t *testing.T) {
-	srv := natstest.Start(t)
-	subjects := bus.NewSubjects()
-	nc, err := bus.Connect(srv.Conn, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	ready := collectRaw(t, nc, ReadySubject(subjects))
-	out := collect(t, nc, subjects.Stage(2))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := procstest.NewGroup(t, nil)
-	spec := testSpec()
-	p, err := g.Start(procs.Spec{Name: "sig-S2", Path: exe, Env: append(childEnv(), EnvChild+"=1"), Lifeline: true, Args: []string{
-		"-url", srv.URL, "-prefix", subjects.Prefix, "-stage", "S2", "-durations", pipelines.DurationsString(spec.Durations), "-name", "sig-S2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready.wait(t, 1)
-	const n = 25 // 25 x 8 ms: most are still queued when the signal comes
-	for _, m := range stage1(t, spec, n) {
-		_ = nc.Publish(subjects.Stage(1), m)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(20 * time.Millisecond)
-	p.Expect()
-	if err := p.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	e, err := p.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !e.Success() || !strings.Contains(e.Tail, "stopped: handled 25") {
-		t.Errorf("exit %v", e)
-	}
-	if got := out.wait(t, n); len(got) != n {
-		t.Errorf("%d results, want %d", len(got), n)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // level and msg of every record
+	}{
+		{"default", nil, []string{"WARN stopping"}},
+		{"info", []string{"-log-level", "info"}, []string{"INFO ready", "WARN stopping", "INFO stopped"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			subjects := bus.NewSubjects()
+			nc, err := bus.Connect(srv.Conn, "test", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			ready := collectRaw(t, nc, ReadySubject(subjects))
+			out := collect(t, nc, subjects.Stage(2))
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := procstest.NewGroup(t, nil)
+			spec := testSpec()
+			p, err := g.Start(procs.Spec{Name: "sig-S2", Path: exe, Env: append(childEnv(), EnvChild+"=1", EnvLogFormat+"=json"), Lifeline: true,
+				Args: append([]string{"-url", srv.URL, "-prefix", subjects.Prefix, "-stage", "S2", "-durations", pipelines.DurationsString(spec.Durations), "-name", "sig-S2"}, tc.args...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready.wait(t, 1)
+			const n = 25 // 25 x 8 ms: most are still queued when the signal comes
+			for _, m := range stage1(t, spec, n) {
+				_ = nc.Publish(subjects.Stage(1), m)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			p.Expect()
+			if err := p.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			e, err := p.Wait(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !e.Success() {
+				t.Errorf("exit %v", e)
+			}
+			var got []string
+			for _, r := range parseRecords(t, e.Tail) {
+				got = append(got, r.Level+" "+r.Msg)
+				if r.Msg == "stopped" && r.Handled != n {
+					t.Errorf("stopped record says handled %d, want %d", r.Handled, n)
+				}
+				if r.Stage != "S2" || r.Worker != "sig-S2" || r.Pipeline != subjects.Prefix {
+					t.Errorf("record %+v", r)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("records %q, want %q; stderr:\n%s", got, tc.want, e.Tail)
+			}
+			if got := out.wait(t, n); len(got) != n {
+				t.Errorf("%d results, want %d", len(got), n)
+			}
+		})
 	}
 }
