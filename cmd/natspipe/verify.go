@@ -10,7 +10,6 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/pipefile"
 	allocplan "github.com/natspipe/natspipe/pipelines/plan"
 )
 
@@ -21,19 +20,15 @@ type verifyRun struct {
 	closedErr, opErr error
 }
 
-// verifyOptions are the natspipe run options of a P4 run of the file p
-// with allocation pr.Alloc: open loop at pr.Rate with rate > 0, else
-// closed loop (the window sized by Little's law).
-func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
-	o := defaultRunOptions(p.Spec)
-	o.variant, o.n, o.alloc, o.concurrency = "p4", n, pr.Alloc.String(), p.Concurrency
-	o.rate, o.arrivals, o.seed = rate, string(arrivals), p.Spec.Seed
-	if p.Transport != "" {
-		o.transport = p.Transport
-	}
-	if p.Mode != "" {
-		o.mode = string(p.Mode)
-	}
+// verifyOptions are the natspipe run options of a P4 run with allocation
+// pr.Alloc, from base (the file's and the environment's, planRunOptions):
+// open loop at rate with rate > 0, else closed loop (the window sized by
+// Little's law).
+func verifyOptions(base runOptions, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
+	o := base
+	o.set, o.from = map[string]bool{}, nil
+	o.variant, o.n, o.alloc = "p4", n, pr.Alloc.String()
+	o.rate, o.load, o.window, o.arrivals = rate, 0, 0, string(arrivals)
 	return o
 }
 
@@ -41,7 +36,7 @@ func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, 
 // (its throughput against the bound) and open loop at the prediction's
 // rate (its mean latency against the predicted one), and prints them
 // side by side. It returns 1 when a run failed.
-func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline, m allocplan.Model, ps []allocplan.Prediction, n int) int {
+func verify(ctx context.Context, stdout, stderr io.Writer, base runOptions, m allocplan.Model, ps []allocplan.Prediction, n int) int {
 	arrivals := m.Arrivals
 	conn, err := natsconn.FromEnv(nil).Resolve(nil)
 	if err != nil {
@@ -60,7 +55,7 @@ func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline,
 				}
 				rate = pr.Rate
 			}
-			o := verifyOptions(p, pr, rate, n, arrivals)
+			o := verifyOptions(base, pr, rate, n, arrivals)
 			o.nats = conn
 			if err := checkRunOptions(o, o.set); err != nil {
 				fmt.Fprintf(stderr, "natspipe plan: -verify %s: %v\n", pr.Alloc, err)
@@ -79,7 +74,7 @@ func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline,
 		}
 		runs = append(runs, v)
 	}
-	fmt.Fprintf(stdout, "verified: P4 over %s, %d messages a run; throughput closed loop (Little's-law window), latency open loop at the rate above with %s arrivals\n", verifyOptions(p, ps[0], 0, n, arrivals).transport, n, arrivals)
+	fmt.Fprintf(stdout, "verified: P4 over %s, %d messages a run; throughput closed loop (Little's-law window), latency open loop at the rate above with %s arrivals\n", base.transport, n, arrivals)
 	fmt.Fprintln(stdout, "predicted-from-measured-service: the same model with each stage's measured service times (their mean and variance) in place of the file's")
 	m0 := m
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
