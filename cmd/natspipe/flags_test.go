@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natspipe/natspipe/internal/benchkit"
+	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/p2"
 )
@@ -388,4 +389,45 @@ func TestBadInvocations(t *testing.T) {
 		})
 	}
 	t.Logf("bad invocations (%d):\n| command | exit | stderr |\n|---|---|---|\n%s", len(cases), table.String())
+}
+
+// TestSweepEnvAxes: NATSPIPE_TRANSPORT gives natspipe sweep its
+// transports axis as it gives the benchmarks theirs (a list), and the
+// -transports flag overrides it; the runs take NATSPIPE_DURATIONS over the
+// file's stage times, as natspipe run does.
+func TestSweepEnvAxes(t *testing.T) {
+	benchrun.SkipTest(t, "natspipe sweep of P1 runs")
+	clearRunEnv(t)
+	t.Setenv("NATS_URL", "")
+	t.Setenv("NATS_CONTEXT", "")
+	file := writeFile(t, "p1.yaml", "name: p1\nstages: [{time: 5ms}, {time: 5ms}]\ndeployment: {variant: p1}\nmessages: 20\n")
+	t.Setenv("NATSPIPE_TRANSPORT", "core,js")
+	t.Setenv("NATSPIPE_DURATIONS", "1ms,1ms")
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"transport=core", "transport=js"}},
+		{[]string{"-transports", "js"}, []string{"transport=js"}},
+	} {
+		out := filepath.Join(t.TempDir(), "sweep")
+		var stdout, stderr bytes.Buffer
+		if code := dispatch(append(append([]string{"sweep", "-o", out}, c.args...), file), &stdout, &stderr); code != 0 {
+			t.Fatalf("%q: exit %d, stderr:\n%s", c.args, code, stderr.String())
+		}
+		results, err := os.ReadFile(filepath.Join(out, "results.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range strings.Split(string(results), "\n") {
+			if name, _, ok := strings.Cut(l, " "); ok && strings.HasPrefix(name, "BenchmarkP1/") {
+				name = name[strings.LastIndex(name, "/")+1:]
+				got = append(got, name[:strings.LastIndex(name, "-")]) // GOMAXPROCS cut
+			}
+		}
+		if !slices.Equal(got, c.want) || !strings.Contains(string(results), "durations: 1ms,1ms\n") {
+			t.Errorf("%q: results %q, want %q with durations 1ms,1ms:\n%s", c.args, got, c.want, results)
+		}
+	}
 }

@@ -7,8 +7,12 @@
 //	natspipe sweep -workers 7 -o sweep7 testdata/pipelines/seed.yaml
 //	natspipe analyze -o report/ traces/
 //	natspipe gate [flags] BASE.txt NEW.txt   fail when NEW regresses against BASE
+//	natspipe version
 //
-// Run "natspipe help" for the list of subcommands.
+// Every command takes its settings from its flags, then the NATSPIPE_*
+// variables that stand for them (as the benchmarks read them), then a
+// pipeline file (see flags.go). Run "natspipe help" for the list of
+// subcommands and "natspipe CMD -h" for one's flags and examples.
 package main
 
 import (
