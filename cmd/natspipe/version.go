@@ -19,11 +19,12 @@ const (
 func versionHelp() help {
 	return help{
 		synopsis: "natspipe version",
-		about: `Prints natspipe's module version (from the build: "(devel)" for a build of a
-checkout, the tag for go install ...@version), the commit and whether the
-tree had changes (when go build recorded them: -buildvcs), the Go version
-and platform, and the versions of the nats-server (the embedded server)
-and nats.go modules it was built with. Also natspipe -version.`,
+		about: `Prints natspipe's module version from the build (the tag for go install
+...@version, a pseudo-version for a build of a clone, "(devel)" when go
+recorded no VCS information), the commit, its time and whether the tree had
+changes (when go build recorded them: -buildvcs), the Go version and
+platform, and the versions of the nats-server (the embedded server) and
+nats.go modules it was built with. Also natspipe -version and --version.`,
 		examples: []string{
 			"natspipe version",
 			"go build -buildvcs=true -o natspipe ./cmd/natspipe && ./natspipe version",
