@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,9 +22,11 @@ const (
 	analyzeExitUsage = 2 // bad flags or arguments
 )
 
-const analyzeUsage = `usage: natspipe analyze [flags] TRACE...
-
-Analyses natspipe traces (.jsonl, or .csv with fewer facts) side by side and
+// analyzeHelp is natspipe analyze -h.
+func analyzeHelp() help {
+	return help{
+		synopsis: "natspipe analyze [flags] TRACE...",
+		about: `Analyses natspipe traces (.jsonl, or .csv with fewer facts) side by side and
 prints text tables: configurations, runs (throughput against bound,
 end-to-end latency percentiles, transit), stages (service time, queue wait,
 utilization, the bottleneck marked *), for open-loop runs, latency from
@@ -40,15 +41,24 @@ The text fits 100 columns: a wider table is split into parts ("runs
 (continued)") that repeat the run, long lines wrap; -wide prints the full
 tables and the account lines unwrapped. With -o DIR it also writes the
 report, as natspipe report does. With -json it prints JSON instead of tables.
+It reads no environment variable: write traces with NATSPIPE_TRACE=DIR when
+running benchmarks, or natspipe run -trace DIR.
 
-Write traces with NATSPIPE_TRACE=DIR when running benchmarks.
+Exit status: 0 analysed; 1 no trace usable or the report not written; 2 a bad
+flag or no TRACE.`,
+		examples: []string{
+			"natspipe run -variant p4 -n 300 -trace traces/ && natspipe analyze traces/",
+			"natspipe analyze -wide -labels sync,async traces/p4-sync.jsonl traces/p4-async.jsonl",
+			"natspipe analyze -json traces/ > analysis.json",
+		},
+	}
+}
 
-Flags:
-`
-
-const reportUsage = `usage: natspipe report -o DIR [flags] TRACE...
-
-Writes DIR/report.html, one self-contained file: a generated account of the
+// reportHelp is natspipe report -h.
+func reportHelp() help {
+	return help{
+		synopsis: "natspipe report -o DIR [flags] TRACE...",
+		about: `Writes DIR/report.html, one self-contained file: a generated account of the
 runs (per run the bound, measured throughput and efficiency, the bottleneck,
 where a message's time goes; then what differs between the runs), the
 charts embedded (efficiency per run, throughput with its bound on a log
@@ -60,12 +70,15 @@ is also written as PNG and SVG in DIR, -size WxH each (8x5in, which is
 report's path. A trace that cannot be read or has no completed message is
 skipped with a note on stderr; it fails only when no trace is usable.
 
-Example:
-  NATSPIPE_TRACE=traces/suite go test -run '^$' -bench 'Suite/work=sleep' -benchtime 200x ./bench
-  natspipe report -o report -size 10x6in traces/suite
-
-Flags:
-`
+Exit status: 0 written; 1 no trace usable or the report not written; 2 a bad
+flag, no -o or no TRACE.`,
+		examples: []string{
+			"NATSPIPE_TRACE=traces/suite go test -run '^$' -bench 'Suite/work=sleep' -benchtime 200x ./bench",
+			"natspipe report -o report -size 10x6in traces/suite",
+			"natspipe report -o report -labels sync,async traces/p4-sync.jsonl traces/p4-async.jsonl",
+		},
+	}
+}
 
 // runAnalyze implements "natspipe analyze": args are the arguments after the
 // subcommand; the tables go to stdout, errors to stderr; it returns the exit
@@ -82,14 +95,9 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 
 func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		if name == "report" {
-			fmt.Fprint(stderr, reportUsage)
-		} else {
-			fmt.Fprint(stderr, analyzeUsage)
-		}
-		fs.PrintDefaults()
+	h := analyzeHelp()
+	if name == "report" {
+		h = reportHelp()
 	}
 	var (
 		jsonOut  bool
@@ -106,17 +114,12 @@ func analyzeCommand(name string, args []string, stdout, stderr io.Writer) int {
 	if name == "analyze" {
 		fs.BoolVar(&jsonOut, "json", false, "print the analysis as JSON instead of tables")
 	}
-	paths, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return analyzeExitOK
-	}
-	if err != nil {
-		return analyzeExitUsage // the flag package has printed the error and usage
+	paths, code, done := parseCommand(name, fs, args, h, stdout, stderr)
+	if done {
+		return code
 	}
 	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "natspipe %s: %s\n", name, fmt.Sprintf(format, a...))
-		fs.Usage()
-		return analyzeExitUsage
+		return usageExit(stderr, name, fmt.Errorf(format, a...))
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "natspipe %s: %v\n", name, err)

@@ -19,18 +19,24 @@ const (
 	gateExitError      = 2 // bad usage, unreadable input, or comparisons refused for too few samples
 )
 
-const gateUsage = `usage: natspipe gate [flags] BASE.txt NEW.txt
-       natspipe gate -print-units [-better unit=higher|lower ...]
-
-Compares two files in the Go benchmark format (run the benchmarks with
+// gateHelp is natspipe gate -h.
+func gateHelp() help {
+	return help{
+		synopsis: "natspipe gate [flags] BASE.txt NEW.txt\n       natspipe gate -print-units [-better unit=higher|lower ...]",
+		about: `Compares two files in the Go benchmark format (run the benchmarks with
 -count 6 or more) and fails when a benchmark got significantly worse
 (p < alpha, Mann-Whitney U test) by more than the unit's threshold.
-Improvements never fail.
+Improvements never fail. It reads no environment variable.
 
-Exit status: 0 pass, 1 regression, 2 error or too few samples.
-
-Flags:
-`
+Exit status: 0 pass, 1 regression, 2 a bad flag, an unreadable input, or
+comparisons refused for too few samples.`,
+		examples: []string{
+			"natspipe gate base.txt new.txt",
+			"natspipe gate -filter '.unit:eff' -unit-threshold eff=0.05 base.txt new.txt",
+			"natspipe gate -config bench/gate.conf -strict-missing base.txt new.txt",
+		},
+	}
+}
 
 // gateStringList is a repeatable string flag.
 type gateStringList []string
@@ -47,11 +53,6 @@ func (l *gateStringList) Set(s string) error {
 // result is the process exit code (see gateExit*).
 func runGate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, gateUsage)
-		fs.PrintDefaults()
-	}
 	var (
 		alpha          = fs.Float64("alpha", gate.DefaultAlpha, "significance `level`: a change counts only if p < level")
 		threshold      = fs.String("threshold", "5%", "default threshold for units without a more specific rule: `N%` relative or N absolute (allocs/op has a built-in 0.5)")
@@ -69,17 +70,16 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&betters, "better", "direction of a unit, `unit=higher|lower` (repeatable)")
 	fs.Var(&rules, "rule", "a configuration-file `line`, e.g. 'bench=^BenchmarkP4/ unit=eff threshold=10%' (repeatable)")
 
-	files, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return gateExitPass
-	}
-	if err != nil {
-		return gateExitError // the flag package has printed the error and usage
+	files, code, done := parseCommand("gate", fs, args, gateHelp(), stdout, stderr)
+	if done {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "natspipe gate: %v\n", err)
 		return gateExitError
 	}
+	// badFlag is fail for a bad flag or argument: the hint follows.
+	badFlag := func(err error) int { return usageExit(stderr, "gate", err) }
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
@@ -91,7 +91,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		Units:         benchunits.Directions(),
 	}
 	if *minSamples < 2 {
-		return fail(fmt.Errorf("-min-samples %d: want at least 2", *minSamples))
+		return badFlag(fmt.Errorf("-min-samples %d: want at least 2", *minSamples))
 	}
 	if *configPath != "" {
 		cfg, err := gate.ReadConfigFile(*configPath)
@@ -103,14 +103,14 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 	}
 	if set["alpha"] || opts.Alpha == 0 {
 		if !(*alpha > 0 && *alpha < 1) {
-			return fail(fmt.Errorf("-alpha %g: want a number between 0 and 1", *alpha))
+			return badFlag(fmt.Errorf("-alpha %g: want a number between 0 and 1", *alpha))
 		}
 		opts.Alpha = *alpha
 	}
 	if set["threshold"] {
 		r, err := gate.ParseRule("threshold="+*threshold, "-threshold")
 		if err != nil {
-			return fail(fmt.Errorf("-threshold: %w", err))
+			return badFlag(fmt.Errorf("-threshold: %w", err))
 		}
 		opts.Rules = append(opts.Rules, r)
 	}
@@ -124,7 +124,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		for _, s := range f.values {
 			r, err := gateUnitRule(f.flag, f.key, f.want, s)
 			if err != nil {
-				return fail(err)
+				return badFlag(err)
 			}
 			opts.Rules = append(opts.Rules, r)
 		}
@@ -132,14 +132,14 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 	for _, s := range rules {
 		r, err := gate.ParseRule(s, "-rule")
 		if err != nil {
-			return fail(fmt.Errorf("-rule %q: %w", s, err))
+			return badFlag(fmt.Errorf("-rule %q: %w", s, err))
 		}
 		opts.Rules = append(opts.Rules, r)
 	}
 
 	if *printUnits {
 		if len(files) != 0 {
-			return fail(errors.New("-print-units takes no files"))
+			return badFlag(errors.New("-print-units takes no files"))
 		}
 		units := gate.KnownUnits()
 		maps.Copy(units, benchunits.Directions())
@@ -154,9 +154,7 @@ func runGate(args []string, stdout, stderr io.Writer) int {
 		return gateExitPass
 	}
 	if len(files) != 2 {
-		fmt.Fprintf(stderr, "natspipe gate: want 2 files (BASE.txt NEW.txt), got %d\n", len(files))
-		fs.Usage()
-		return gateExitError
+		return badFlag(fmt.Errorf("want 2 files (BASE.txt NEW.txt), got %d", len(files)))
 	}
 
 	report, err := gate.CompareFiles(files[0], files[1], opts)

@@ -207,8 +207,8 @@ func TestGateErrors(t *testing.T) {
 			t.Errorf("%s: stdout should be empty, got %q", tt.name, out)
 		}
 	}
-	if code, _, errOut := runGateCapture("-h"); code != 0 || !strings.Contains(errOut, "usage: natspipe gate") {
-		t.Errorf("-h: exit %d, stderr %q", code, errOut)
+	if code, out, errOut := runGateCapture("-h"); code != 0 || !strings.HasPrefix(out, "usage: natspipe gate") || errOut != "" {
+		t.Errorf("-h: exit %d, stdout %q, stderr %q; want the help on stdout", code, out, errOut)
 	}
 }
 

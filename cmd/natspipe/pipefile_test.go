@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/natspipe/natspipe/pipelines"
-	"github.com/natspipe/natspipe/pipelines/pipefile"
 )
 
 // TestBadPipelineFiles runs natspipe run -f on each bad file of
@@ -46,7 +45,7 @@ func TestBadPipelineFiles(t *testing.T) {
 			for _, cmd := range [][]string{{"run", "-f", path}, {"plan", "-workers", "7", path}} {
 				var stdout, stderr bytes.Buffer
 				code := dispatch(cmd, &stdout, &stderr)
-				want := "natspipe " + cmd[0] + ": " + path + ":" + c.want + "\n"
+				want := "natspipe " + cmd[0] + ": " + path + ":" + c.want + "\n" + usageHint(cmd[0]) + "\n"
 				if code != 2 || stderr.String() != want || stdout.Len() != 0 {
 					t.Errorf("natspipe %s: exit %d, stderr %q, stdout %q; want exit 2, stderr %q", strings.Join(cmd, " "), code, stderr.String(), stdout.String(), want)
 				}
@@ -58,15 +57,17 @@ func TestBadPipelineFiles(t *testing.T) {
 // TestPipelineFileOverrides: flags and environment variables override the
 // file; what neither gives comes from the file.
 func TestPipelineFileOverrides(t *testing.T) {
-	p, err := pipefile.Load(filepath.Join("..", "..", "testdata", "pipelines", "skewed.yaml"))
+	t.Setenv(pipelines.EnvWork, "cpu") // work from the environment
+	t.Setenv(pipelines.EnvDurations, "")
+	o, err := layeredRun(t, "-f", filepath.Join("..", "..", "testdata", "pipelines", "skewed.yaml"), "-variant", "p3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(pipelines.EnvWork, "cpu") // work from the environment
-	o := runOptions{variant: "p3", n: 300, work: "cpu", alloc: "1-4-1-1", durations: "1ms"}
-	applyPipelineFile(&o, p, map[string]bool{"variant": true}) // -variant p3 given
 	if o.variant != "p3" || o.work != "cpu" {
 		t.Errorf("overridden by the file: variant %q work %q", o.variant, o.work)
+	}
+	if o.from["work"] != pipelines.EnvWork || o.from["variant"] != "" || !o.set["work"] || !o.set["variant"] {
+		t.Errorf("origins: from %v, set %v", o.from, o.set)
 	}
 	if o.n != 600 || o.alloc != "1-1-1-5-1-1" || o.load != 0.7 || o.arrivals != "poisson" || o.seed != 7 ||
 		o.durations != "5ms,exp(5ms),5ms,uniform(10ms,40ms),5ms,2ms" {

@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/natspipe/natspipe/pipelines"
+	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/pipefile"
 	allocplan "github.com/natspipe/natspipe/pipelines/plan"
 	"github.com/natspipe/natspipe/pipelines/worker"
@@ -22,6 +23,80 @@ const defaultPlanLoad = 0.8
 
 // verifyMessages is plan -verify's default messages a run.
 const verifyMessages = 1000
+
+// planHelp is natspipe plan -h.
+func planHelp() help {
+	return help{
+		synopsis: "natspipe plan (-workers N | -target R) [flags] FILE",
+		about: `Ranks the allocations of N P4 workers over the stages of a pipeline file by
+throughput bound, then by predicted mean latency at a load (each stage an
+M/G/c queue; see package pipelines/plan), or with -target R prints the
+allocation with the fewest workers whose bound reaches R msgs/s. -verify K
+runs the top K for real (P4, closed and open loop) beside the predictions.
+
+The pipeline is the file's, with what the environment changes, as for
+natspipe run: NATSPIPE_DURATIONS, NATSPIPE_WORK, NATSPIPE_PAYLOAD,
+NATSPIPE_MODE, NATSPIPE_CONCURRENCY, NATSPIPE_TRANSPORT (one; it picks the
+dispatch) and, for -verify's runs, NATSPIPE_TIMEOUT. NATSPIPE_ALLOC does not
+apply: plan chooses the allocations.
+
+Exit status: 0 ok; 1 a -verify run failed; 2 a bad flag, file or variable.`,
+		examples: []string{
+			"natspipe plan -workers 7 testdata/pipelines/seed.yaml",
+			"natspipe plan -target 150 testdata/pipelines/seed.yaml",
+			"natspipe plan -workers 7 -load 0.5 -verify 2 -n 200 testdata/pipelines/allocations.yaml",
+		},
+	}
+}
+
+// planRunOptions are natspipe run's options for the pipeline file path
+// (no flag given): the environment's variables that plan takes over the
+// file, as natspipe run layers them.
+func planRunOptions(path string) (runOptions, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var o runOptions
+	o.register(fs, pipelines.DefaultSpec())
+	o.file = path
+	err := o.layer(fs, without(runEnvs(), "alloc", "window", "inflight", "trace"))
+	o.nats, o.traceDir = natsconn.Config{}, ""
+	return o, err
+}
+
+// planPipeline is the file's pipeline p with the settings o took from the
+// environment over the file's (o.from): stage times, work model, payload,
+// worker mode and concurrency, transport.
+func planPipeline(p *pipefile.Pipeline, o runOptions) (*pipefile.Pipeline, error) {
+	q := *p
+	if o.from["durations"] != "" {
+		ts, err := pipelines.ParseServiceTimes(o.durations)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.arg("durations", strconv.Quote(o.durations)), err)
+		}
+		if len(ts) != p.Spec.Stages() {
+			return nil, fmt.Errorf("%s: %d stages, the file has %d", o.arg("durations", strconv.Quote(o.durations)), len(ts), p.Spec.Stages())
+		}
+		q.Spec.SetTimes(ts)
+	}
+	if o.from["work"] != "" {
+		q.Spec.Work = pipelines.WorkModel(o.work)
+	}
+	if o.from["payload"] != "" {
+		q.Spec.PayloadSize = o.payload
+	}
+	if o.from["mode"] != "" {
+		q.Mode = worker.Mode(o.mode)
+	}
+	if o.from["concurrency"] != "" {
+		q.Concurrency = o.concurrency
+	}
+	if o.from["transport"] != "" {
+		q.Transport = o.transport
+	}
+	if q.Mode != worker.Async && q.Concurrency > 1 {
+		return nil, fmt.Errorf("%s: a sync worker works on one message at a time; set the mode to async", o.arg("concurrency", strconv.Itoa(q.Concurrency)))
+	}
+	return &q, nil
+}
 
 // runPlan is natspipe plan: the best allocations of -workers N over the
 // pipeline file's stages, or the fewest workers reaching -target.
@@ -36,26 +111,25 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	verifyTop := fs.Int("verify", 0, "run the top this many allocations for real (P4; open loop at the rate: throughput and latency; closed loop: capacity) and print predicted against measured")
 	n := fs.Int("n", 0, fmt.Sprintf("-verify: messages a run (default %d, or the file's messages when more: a Poisson source's rate over n draws strays about 1/sqrt(n) from the offered one)", verifyMessages))
 	dispatch := fs.String("dispatch", "", "random (core NATS queue groups) or shared (pull transports); default by the file's transport")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: natspipe plan (-workers N | -target R) [flags] FILE\n\nRanks allocations of P4 workers over the stages of a pipeline file by\nthroughput bound, then by predicted mean latency (see package pipelines/plan).\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, code, done := parseCommand("plan", fs, args, planHelp(), stdout, stderr)
+	if done {
+		return code
 	}
 	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "natspipe plan: "+format+"\n", a...)
-		return 2
+		return usageExit(stderr, "plan", fmt.Errorf(format, a...))
 	}
 	if len(pos) != 1 {
 		return usage("want one pipeline file, got %d arguments (natspipe plan -workers 7 testdata/pipelines/seed.yaml)", len(pos))
 	}
 	p, err := pipefile.Load(pos[0])
 	if err != nil {
+		return usage("%v", err)
+	}
+	base, err := planRunOptions(pos[0])
+	if err != nil {
+		return usage("%v", err)
+	}
+	if p, err = planPipeline(p, base); err != nil {
 		return usage("%v", err)
 	}
 	if (*workers > 0) == (*target > 0) {
@@ -124,7 +198,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		if msgs == 0 {
 			msgs = max(p.Messages, verifyMessages)
 		}
-		return verify(context.Background(), stdout, stderr, p, m, ps[:min(*verifyTop, len(ps))], msgs)
+		return verify(context.Background(), stdout, stderr, base, m, ps[:min(*verifyTop, len(ps))], msgs)
 	}
 	return 0
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/natspipe/natspipe/pipelines/natsconn"
 	"github.com/natspipe/natspipe/pipelines/p2"
 	"github.com/natspipe/natspipe/pipelines/p4"
-	"github.com/natspipe/natspipe/pipelines/pipefile"
 	"github.com/natspipe/natspipe/pipelines/router"
 	"github.com/natspipe/natspipe/pipelines/trace"
 	"github.com/natspipe/natspipe/pipelines/transport"
@@ -53,7 +52,12 @@ type runOptions struct {
 	traceName   string
 	workerPath  string
 	timeout     time.Duration
-	set         map[string]bool // the flags given on the command line
+	csv         string // -csv: the file a row of the run's summary is appended to
+	// set holds the flags given on the command line or by an environment
+	// variable: the pipeline file does not override them. from names the
+	// variable that gave a flag, for errors.
+	set  map[string]bool
+	from map[string]string
 	// onWorkerExit is the P3/P4 policy for a worker that dies mid-run.
 	onWorkerExit string
 	// liveness is how long a P3/P4 worker may stay silent, or hold
@@ -80,8 +84,9 @@ type runOptions struct {
 }
 
 // register defines natspipe run's flags on fs, into o, with their
-// defaults: base's stage times, work model and payload (the defaults
-// after NATSPIPE_DURATIONS and the rest), and the NATS_* settings.
+// defaults: base's stage times, work model and payload, and the NATS_*
+// settings (natsconn's own layer). The NATSPIPE_* variables are the layer
+// below the command line (runOptions.layer), not defaults.
 func (o *runOptions) register(fs *flag.FlagSet, base pipelines.Spec) {
 	registerFileFlags(fs, &o.file)
 	fs.StringVar(&o.variant, "variant", "p4", "variant to run: "+strings.Join(variants.Names(), ", "))
@@ -101,7 +106,8 @@ func (o *runOptions) register(fs *flag.FlagSet, base pipelines.Spec) {
 	fs.Float64Var(&o.load, "load", 0, "open loop: send at this fraction of the theoretical bound (e.g. 0.8)")
 	fs.StringVar(&o.arrivals, "arrivals", string(pipelines.Fixed), "open loop: fixed or poisson intervals")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for poisson arrivals and service-time draws")
-	fs.StringVar(&o.traceDir, "trace", os.Getenv(trace.EnvTrace), "write the trace (JSONL and CSV) into this directory")
+	fs.StringVar(&o.traceDir, "trace", "", "write the trace (JSONL and CSV) into this `DIR`ectory (default $"+trace.EnvTrace+")")
+	fs.StringVar(&o.csv, "csv", "", "append a row of the run's summary to this CSV `FILE` (a header first when it is new or empty)")
 	fs.StringVar(&o.traceName, "trace-name", "", "trace file name without extension (default: the variant and its parameters)")
 	fs.StringVar(&o.workerPath, "worker", "", "p3/p4: natspipe-worker binary to start (default: this binary's worker command)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "bound on the run (0: derived from the bound)")
@@ -124,48 +130,62 @@ func defaultRunOptions(base pipelines.Spec) runOptions {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	o.register(fs, base)
 	o.nats = natsconn.Config{}
-	o.traceDir = ""
 	o.set = map[string]bool{}
 	return o
+}
+
+// runHelp is natspipe run -h.
+func runHelp() help {
+	return help{
+		synopsis: "natspipe run [flags]",
+		about: `Runs one pipeline variant once: its messages through the stages (P0 function
+calls, P1/P2 in one process over NATS, P3/P4 worker processes it starts),
+then prints the throughput against the bound, the latency and the account
+of every message. Against $NATS_URL (or -url), else an embedded nats-server.
+
+Settings, highest first: the flags; the environment (NATSPIPE_DURATIONS,
+NATSPIPE_WORK, NATSPIPE_PAYLOAD, NATSPIPE_WINDOW, NATSPIPE_INFLIGHT,
+NATSPIPE_CONCURRENCY, NATSPIPE_TIMEOUT, NATSPIPE_ALLOC, NATSPIPE_MODE,
+NATSPIPE_TRANSPORT (one name), NATSPIPE_TRACE: each the same as the flag of
+its name, read as the benchmarks read it); the pipeline file of -f; the
+defaults below. NATS_* give the connection (the flags override them).
+
+Exit status: 0 the run passed; 1 it failed (lost or duplicated messages, a
+fault, a server not reached, a worker died, the trace or CSV not written);
+2 a bad flag, value, variable or file, found before anything starts.`,
+		examples: []string{
+			"natspipe run -variant p4 -alloc 1-4-1-1 -n 300 -trace traces/",
+			"natspipe run -f testdata/pipelines/seed.yaml -load 0.8 -arrivals poisson",
+			"NATSPIPE_ALLOC=1-2-1-1 NATSPIPE_MODE=async natspipe run -variant p4 -n 200",
+			"natspipe run -variant p2 -durations 2ms,8ms,2ms,2ms -csv runs.csv",
+		},
+	}
 }
 
 // runRun runs one pipeline variant once and prints what it measured.
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o runOptions
-	base, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-		return 2
+	o.register(fs, pipelines.DefaultSpec())
+	pos, code, done := parseCommand("run", fs, args, runHelp(), stdout, stderr)
+	if done {
+		return code
 	}
-	o.register(fs, base)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if len(pos) > 0 {
+		return usageExit(stderr, "run", fmt.Errorf("unexpected arguments %q: natspipe run takes flags only", pos))
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "natspipe run: unexpected arguments %q\n", fs.Args())
-		return 2
+	if err := o.layer(fs, runEnvs()); err != nil {
+		return usageExit(stderr, "run", err)
 	}
+	var err error
 	if o.nats, err = o.nats.Resolve(nil); err != nil {
-		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-		return 2
-	}
-	o.set = setFlags(fs)
-	if o.file != "" {
-		p, err := pipefile.Load(o.file)
-		if err != nil {
-			fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-			return 2
-		}
-		applyPipelineFile(&o, p, o.set)
+		return usageExit(stderr, "run", err)
 	}
 	if err := checkRunOptions(o, o.set); err != nil {
-		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
-		return runExit(err)
+		return usageExit(stderr, "run", err)
+	}
+	if err := probeCSV(o.csv); err != nil {
+		return usageExit(stderr, "run", err)
 	}
 	o.console = newConsole(stderr, !o.quiet)
 	ctx, stop := o.console.interruptible(context.Background())
@@ -173,8 +193,16 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	res, err := execute(ctx, o, stdout)
 	if res != nil {
 		printResult(stdout, res)
+		if o.csv != "" {
+			if cerr := appendCSV(o.csv, o, res); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
 	}
 	if err != nil {
+		if code := runExit(err); code == exitUsage {
+			return usageExit(stderr, "run", err)
+		}
 		fmt.Fprintf(stderr, "natspipe run: %v\n", err)
 		return runExit(err)
 	}
@@ -455,7 +483,15 @@ func printResult(w io.Writer, res *pipelines.Result) {
 
 // runWorker is the stage worker, for P3/P4 pipelines started by natspipe run
 // (and usable by hand like natspipe-worker).
-func runWorker(args []string, _, stderr io.Writer) int {
+func runWorker(args []string, stdout, stderr io.Writer) int {
 	procs.ExitWithParent()
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			return worker.Main(args, stdout) // help goes to stdout, as every command's
+		}
+	}
 	return worker.Main(args, stderr)
 }

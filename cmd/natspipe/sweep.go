@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/natspipe/natspipe/pipelines/p4"
 	"github.com/natspipe/natspipe/pipelines/pipefile"
 	"github.com/natspipe/natspipe/pipelines/trace"
+	"github.com/natspipe/natspipe/pipelines/transports"
 	"github.com/natspipe/natspipe/pipelines/worker"
 )
 
@@ -28,9 +30,11 @@ import (
 // the report could not be written) and 2 (bad file or flags).
 const sweepExitInterrupted = 130 // stopped by SIGINT or SIGTERM
 
-const sweepUsage = `usage: natspipe sweep [flags] FILE
-
-Runs every configuration of the pipeline file's sweep section (and/or the
+// sweepHelp is natspipe sweep -h.
+func sweepHelp() help {
+	return help{
+		synopsis: "natspipe sweep [flags] FILE",
+		about: `Runs every configuration of the pipeline file's sweep section (and/or the
 flags, which override it): variants x P4 allocations x worker modes x
 loads x transports, each -count times, and writes into -o DIR:
   results.txt  every run in Go benchmark format with the unit metadata
@@ -40,18 +44,24 @@ loads x transports, each -count times, and writes into -o DIR:
   report/      natspipe report of each configuration's median run (by msgs/s)
 Each run is bounded by -timeout (0: derived from the bound). A failed
 configuration is reported and the sweep goes on; exit 1 at the end if any
-failed, 2 for a bad file or flag, 130 when interrupted (what was written is
-kept, and the report covers the runs so far; the run in progress drains
-what is in flight, as natspipe run does, and is left out). One line per
-configuration on stderr as it finishes; on a terminal, the run in progress
-shows a progress line there too (not with -quiet).
+failed, 2 for a bad file, flag or variable, 130 when interrupted (what
+was written is kept, and the report covers the runs so far; the run in
+progress drains what is in flight, as natspipe run does, and is left out).
+One line per configuration on stderr as it finishes; on a terminal, the run
+in progress shows a progress line there too (not with -quiet).
 
-Example:
-  natspipe sweep -workers 7 -n 300 -durations 2ms,8ms,2ms,2ms -o sweep7 testdata/pipelines/seed.yaml
-  benchstat -col /alloc sweep7/results.txt
-
-Flags:
-`
+Settings, highest first: the flags; the environment, as for the benchmarks:
+NATSPIPE_ALLOC, NATSPIPE_MODE and NATSPIPE_TRANSPORT (a list or "all") set
+the -allocs, -modes and -transports axes, and NATSPIPE_DURATIONS, _WORK,
+_PAYLOAD, _WINDOW, _INFLIGHT, _CONCURRENCY and _TIMEOUT every run, as for
+natspipe run; the pipeline file.`,
+		examples: []string{
+			"natspipe sweep -workers 7 -n 300 -durations 2ms,8ms,2ms,2ms -o sweep7 testdata/pipelines/seed.yaml",
+			"natspipe sweep -variants p3,p4 -modes sync,async -count 3 testdata/pipelines/seed.yaml",
+			"NATSPIPE_TRANSPORT=core,js natspipe sweep -o js testdata/pipelines/allocations.yaml",
+		},
+	}
+}
 
 // sweepOptions are natspipe sweep's own flags.
 type sweepOptions struct {
@@ -66,7 +76,8 @@ type sweepOptions struct {
 	size                                string
 	nats                                natsconn.Config
 	quiet                               bool
-	set                                 map[string]bool
+	set                                 map[string]bool   // flags given on the command line or by the environment
+	from                                map[string]string // the variable that gave a flag
 	interrupt                           func(context.Context) (context.Context, context.CancelFunc)
 }
 
@@ -88,11 +99,6 @@ type sweepMeasured struct {
 
 func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(context.Context) (context.Context, context.CancelFunc)) int {
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, sweepUsage)
-		fs.PrintDefaults()
-	}
 	var s sweepOptions
 	s.interrupt = interrupt
 	fs.StringVar(&s.out, "o", "sweep", "write results.txt, traces/ and report/ into `DIR`")
@@ -112,17 +118,12 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	fs.BoolVar(&s.quiet, "quiet", false, "no progress line for the run in progress (drawn on stderr when it is a terminal)")
 	s.nats = natsconn.FromEnv(nil)
 	s.nats.RegisterFlags(fs, "NATS server (default $NATS_URL, else an embedded server for each run)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, rc, exit := parseCommand("sweep", fs, args, sweepHelp(), stdout, stderr)
+	if exit {
+		return rc
 	}
-	s.set = setFlags(fs)
 	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "natspipe sweep: "+format+"\n", a...)
-		return 2
+		return usageExit(stderr, "sweep", fmt.Errorf(format, a...))
 	}
 	if len(pos) != 1 {
 		return usage("want one pipeline file, got %d arguments (natspipe sweep -workers 7 testdata/pipelines/seed.yaml)", len(pos))
@@ -131,10 +132,18 @@ func sweepCommand(args []string, stdout, stderr io.Writer, interrupt func(contex
 	if err != nil {
 		return usage("%v", err)
 	}
+	if s.from, err = applyEnv(fs, sweepEnvs(setFlags(fs))); err != nil {
+		return usage("%v", err)
+	}
+	s.set = setFlags(fs)
 	if s.nats, err = s.nats.Resolve(nil); err != nil {
 		return usage("%v", err)
 	}
-	base, axes, count, err := sweepPlan(s, p)
+	run, err := sweepRunOptions(fs, pos[0])
+	if err != nil {
+		return usage("%v", err)
+	}
+	base, axes, count, err := sweepPlan(s, p, run)
 	if err != nil {
 		return usage("%v", err)
 	}
@@ -285,40 +294,86 @@ func (b sweepBase) options(c sweep.Config) runOptions {
 	return o
 }
 
-// sweepPlan merges the file p and the flags of s into the sweep's base
-// options, axes and run count.
-func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int, error) {
-	spec, err := pipelines.SpecFromEnv(pipelines.DefaultSpec(), nil)
-	if err != nil {
-		return sweepBase{}, sweep.Axes{}, 0, err
+// sweepEnvs are the variables that give natspipe sweep's axes, as they
+// give the benchmarks theirs ("set, the only allocation benchmarked"):
+// NATSPIPE_ALLOC -allocs (not with -workers given), NATSPIPE_MODE -modes,
+// NATSPIPE_TRANSPORT -transports (a list, or "all": every transport).
+func sweepEnvs(given map[string]bool) []envVar {
+	envs := []envVar{
+		{p4.EnvAlloc, "allocs", func(v string) (string, error) {
+			a, err := p4.AllocFromEnv(func(string) string { return v }, nil)
+			return a.String(), err
+		}},
+		{worker.EnvMode, "modes", func(v string) (string, error) {
+			m, err := worker.ModeFromEnv(func(string) string { return v }, "")
+			return string(m), err
+		}},
+		{transports.EnvTransport, "transports", func(v string) (string, error) {
+			ts, err := transports.FromEnv(func(string) string { return v })
+			names := make([]string, len(ts))
+			for i, t := range ts {
+				names[i] = t.Name()
+			}
+			return strings.Join(names, ","), err
+		}},
 	}
-	o := defaultRunOptions(spec)
-	o.nats, o.timeout = s.nats, s.timeout
-	applyPipelineFile(&o, p, s.set)
+	if given["workers"] {
+		envs = envs[1:]
+	}
+	return envs
+}
+
+// sweepRunOptions are the options every run of the sweep of the pipeline
+// file path starts from, layered as natspipe run's are: sweep's flags of
+// run's names (-durations, -work, -n, -seed, -timeout) given on its
+// command line sfs, the environment (runEnvs but the axes' variables and
+// NATSPIPE_TRACE: the traces go into -o), the file.
+func sweepRunOptions(sfs *flag.FlagSet, path string) (runOptions, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var o runOptions
+	o.register(fs, pipelines.DefaultSpec())
+	given := setFlags(sfs)
+	for _, name := range []string{"durations", "work", "n", "seed", "timeout"} {
+		if given[name] {
+			if err := fs.Set(name, sfs.Lookup(name).Value.String()); err != nil {
+				return o, fmt.Errorf("-%s: %w", name, err)
+			}
+		}
+	}
+	o.file = path
+	if err := o.layer(fs, without(runEnvs(), "alloc", "mode", "transport", "trace")); err != nil {
+		return o, err
+	}
+	o.nats = natsconn.Config{}
+	return o, nil
+}
+
+// name is how an error names sweep's flag flagName: the variable when
+// one gave it, else the flag.
+func (s sweepOptions) name(flagName string) string {
+	if v := s.from[flagName]; v != "" {
+		return v
+	}
+	return "-" + flagName
+}
+
+// sweepPlan merges the file p, the run options o layered from it (see
+// sweepRunOptions) and the flags of s into the sweep's base options, axes
+// and run count.
+func sweepPlan(s sweepOptions, p *pipefile.Pipeline, o runOptions) (sweepBase, sweep.Axes, int, error) {
+	o.nats = s.nats
 	o.traceName = ""
-	if s.set["durations"] {
-		o.durations = s.durations
-	}
-	if s.set["work"] {
-		o.work = s.work
-	}
-	if s.set["n"] {
-		o.n = s.n
-	}
-	if s.set["seed"] {
-		o.seed = s.seed
-	}
 	ts, err := pipelines.ParseServiceTimes(o.durations)
 	if err != nil {
-		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("-durations %q: %w", o.durations, err)
+		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("%s: %w", o.arg("durations", strconv.Quote(o.durations)), err)
 	}
 	stages := len(ts)
 	if stages != p.Spec.Stages() {
-		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("-durations %q: %d stages, the file has %d", o.durations, stages, p.Spec.Stages())
+		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("%s: %d stages, the file has %d", o.arg("durations", strconv.Quote(o.durations)), stages, p.Spec.Stages())
 	}
 	work, err := pipelines.ParseWorkModel(o.work)
 	if err != nil {
-		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("-work: %w", err)
+		return sweepBase{}, sweep.Axes{}, 0, fmt.Errorf("%s: %w", o.name("work"), err)
 	}
 	alloc := p.Alloc
 	if alloc == nil {
@@ -352,7 +407,7 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 		items := list(v)
 		for _, it := range items {
 			if err := check(it); err != nil {
-				return nil, fmt.Errorf("-%s: %w", flag, err)
+				return nil, fmt.Errorf("%s: %w", s.name(flag), err)
 			}
 		}
 		return items, nil
@@ -372,7 +427,7 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 		for _, m := range list(s.modes) {
 			mode, err := worker.ParseMode(m)
 			if err != nil {
-				return base, ax, 0, fmt.Errorf("-modes: %q: want sync or async", m)
+				return base, ax, 0, fmt.Errorf("%s: %q: want sync or async", s.name("modes"), m)
 			}
 			ax.Modes = append(ax.Modes, mode)
 		}
@@ -388,7 +443,7 @@ func sweepPlan(s sweepOptions, p *pipefile.Pipeline) (sweepBase, sweep.Axes, int
 				err = a.Check(stages)
 			}
 			if err != nil {
-				return base, ax, 0, fmt.Errorf("-allocs: %w", err)
+				return base, ax, 0, fmt.Errorf("%s: %w", s.name("allocs"), err)
 			}
 			ax.Allocs = append(ax.Allocs, a)
 		}

@@ -244,7 +244,7 @@ func TestSweepBadFiles(t *testing.T) {
 		path := filepath.Join(dir, c.file)
 		var stdout, stderr bytes.Buffer
 		code := dispatch([]string{"sweep", "-o", t.TempDir(), path}, &stdout, &stderr)
-		want := "natspipe sweep: " + path + ":" + c.want + "\n"
+		want := "natspipe sweep: " + path + ":" + c.want + "\n" + usageHint("sweep") + "\n"
 		if code != 2 || stderr.String() != want || stdout.Len() != 0 {
 			t.Errorf("%s: exit %d, stderr %q; want exit 2, %q", c.file, code, stderr.String(), want)
 		}

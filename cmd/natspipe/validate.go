@@ -2,10 +2,10 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,13 +59,6 @@ func runExit(err error) int {
 	return exitFailed
 }
 
-// setFlags is the set of flags given on the command line.
-func setFlags(fs *flag.FlagSet) map[string]bool {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	return set
-}
-
 // Bounds of natspipe run -liveness: below 100 ms the fleet's requests (every
 // liveness/4) would flood a busy worker, and a scheduling hiccup would name
 // it unresponsive; above an hour a frozen worker would go unnoticed for the
@@ -76,11 +69,11 @@ const (
 )
 
 // checkRunOptions checks every value of natspipe run that can be checked on
-// its own, and the environment variables it reads (NATSPIPE_DURATIONS,
-// NATSPIPE_WORK and NATSPIPE_PAYLOAD are checked where the flag defaults
-// are read): each error is a usage error naming the flag or variable, its
-// value and what is wanted. set holds the flags given on the command line,
-// so a value that came from the environment is named by its variable.
+// its own, and NATSPIPE_CLOCK (the variables that stand for flags have been
+// checked by their readers in runOptions.layer): each error is a usage
+// error naming the flag or variable, its value and what is wanted; a value
+// that came from the environment is named by its variable (o.from). set
+// holds the flags given on the command line or by the environment.
 func checkRunOptions(o runOptions, set map[string]bool) error {
 	if err := pipelines.CheckClockEnv(nil); err != nil {
 		return badInput(err)
@@ -89,17 +82,17 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 		return usagef("-variant %q: want %s", o.variant, oneOf(variants.Names()))
 	}
 	if _, err := transports.Lookup(o.transport); err != nil {
-		return usagef("-transport %q: want %s", o.transport, oneOf(transports.Names()))
+		return usagef("%s: want %s", o.arg("transport", strconv.Quote(o.transport)), oneOf(transports.Names()))
 	}
 	ds, err := pipelines.ParseServiceTimes(o.durations)
 	if err != nil {
-		return usagef("-durations %q: %v", o.durations, err)
+		return usagef("%s: %v", o.arg("durations", strconv.Quote(o.durations)), err)
 	}
 	if _, err := pipelines.ParseWorkModel(o.work); err != nil {
-		return usagef("-work: %v", err)
+		return usagef("%s: %v", o.name("work"), err)
 	}
 	if o.payload < 0 || o.payload > pipelines.MaxPayload {
-		return usagef("-payload %d: want 0 to %d bytes", o.payload, pipelines.MaxPayload)
+		return usagef("%s: want 0 to %d bytes", o.arg("payload", strconv.Itoa(o.payload)), pipelines.MaxPayload)
 	}
 	if hi := pipelines.MaxMessagesFor(len(ds)); o.n < 1 || o.n > hi {
 		if hi < pipelines.MaxMessages && o.n > hi {
@@ -109,29 +102,29 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 		return usagef("-n %d: want 1 to %d messages", o.n, hi)
 	}
 	if o.window < 0 || o.window > pipelines.MaxWindow {
-		return usagef("-window %d: want 0 (sized by Little's law) to %d", o.window, pipelines.MaxWindow)
+		return usagef("%s: want 0 (sized by Little's law) to %d", o.arg("window", strconv.Itoa(o.window)), pipelines.MaxWindow)
 	}
 	if o.inflight < 1 || o.inflight > pipelines.MaxInflight {
-		return usagef("-inflight %d: want 1 to %d", o.inflight, pipelines.MaxInflight)
+		return usagef("%s: want 1 to %d", o.arg("inflight", strconv.Itoa(o.inflight)), pipelines.MaxInflight)
 	}
 	alloc, err := p4.ParseAlloc(o.alloc)
 	if err != nil {
-		return usagef("-alloc: %v", err)
+		return usagef("%s: %v", o.name("alloc"), err)
 	}
 	if o.variant == "p4" {
 		if err := alloc.Check(len(ds)); err != nil {
-			return usagef("-alloc: %v (one count per stage of -durations)", err)
+			return usagef("%s: %v (one count per stage of %s)", o.name("alloc"), err, o.name("durations"))
 		}
 	}
 	mode, err := worker.ParseMode(o.mode)
 	if err != nil {
-		return usagef("-mode: %v", err)
+		return usagef("%s: %v", o.name("mode"), err)
 	}
 	if o.concurrency < 0 || o.concurrency > pipelines.MaxConcurrency {
-		return usagef("-concurrency %d: want 0 (default %d) to %d", o.concurrency, worker.DefaultConcurrency, pipelines.MaxConcurrency)
+		return usagef("%s: want 0 (default %d) to %d", o.arg("concurrency", strconv.Itoa(o.concurrency)), worker.DefaultConcurrency, pipelines.MaxConcurrency)
 	}
 	if (o.variant == "p3" || o.variant == "p4") && mode == worker.Sync && o.concurrency > 1 {
-		return usagef("-concurrency %d: a sync worker works on one message at a time; add -mode async", o.concurrency)
+		return usagef("%s: a sync worker works on one message at a time; add -mode async", o.arg("concurrency", strconv.Itoa(o.concurrency)))
 	}
 	if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 || o.rate > pipelines.MaxRate {
 		return usagef("-rate %v: want a finite rate in msgs/s, above 0 and at most %g (0: closed loop)", o.rate, pipelines.MaxRate)
@@ -154,7 +147,7 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 		return usagef("-loss-timeout %v: want 0 (derived) or a positive duration up to %v", o.lossTimeout, pipelines.MaxRun)
 	}
 	if o.timeout < 0 || o.timeout > pipelines.MaxRun {
-		return usagef("-timeout %v: want 0 (derived from the bound) or a positive duration up to %v", o.timeout, pipelines.MaxRun)
+		return usagef("%s: want 0 (derived from the bound) or a positive duration up to %v", o.arg("timeout", o.timeout.String()), pipelines.MaxRun)
 	}
 	if o.workerPath != "" {
 		if err := checkExecutable(o.workerPath); err != nil {
@@ -210,13 +203,22 @@ func checkAttach(o runOptions, set map[string]bool) error {
 	return nil
 }
 
-// named is how an error names a value: the flag when it was given, else
-// the environment variable its default came from.
-func named(set map[string]bool, flagName, env string) string {
-	if !set[flagName] && os.Getenv(env) != "" {
-		return env
+// name is how an error names the flag flagName of o: the environment
+// variable when one gave it, else the flag.
+func (o runOptions) name(flagName string) string {
+	if v := o.from[flagName]; v != "" {
+		return v
 	}
 	return "-" + flagName
+}
+
+// arg is how an error names the flag flagName of o with its value v:
+// "-window 5", or "NATSPIPE_WINDOW=5" when the variable gave it.
+func (o runOptions) arg(flagName, v string) string {
+	if e := o.from[flagName]; e != "" {
+		return e + "=" + v
+	}
+	return "-" + flagName + " " + v
 }
 
 // checkExecutable reports a path that is not an executable regular file.
@@ -268,13 +270,15 @@ func checkPlan(o runOptions, bound float64) error {
 }
 
 // probeTrace checks, last before the run starts, that the trace directory
-// can be written; the error names the directory and the OS error.
-func probeTrace(o runOptions, set map[string]bool) error {
+// can be written; the error names the directory and the OS error, and
+// -trace or the variable that gave it (o.from; the set argument is not
+// needed for that any more).
+func probeTrace(o runOptions, _ map[string]bool) error {
 	if o.traceDir == "" {
 		return nil
 	}
 	if err := trace.ProbeDir(o.traceDir); err != nil {
-		return usagef("%s: %v", named(set, "trace", trace.EnvTrace), err)
+		return usagef("%s: %v", o.name("trace"), err)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/natspipe/natspipe/pipelines"
 	"github.com/natspipe/natspipe/pipelines/natsconn"
-	"github.com/natspipe/natspipe/pipelines/pipefile"
 	allocplan "github.com/natspipe/natspipe/pipelines/plan"
 )
 
@@ -22,19 +21,15 @@ type verifyRun struct {
 	closedErr, opErr error
 }
 
-// verifyOptions are the natspipe run options of a P4 run of the file p
-// with allocation pr.Alloc: open loop at pr.Rate with rate > 0, else
-// closed loop (the window sized by Little's law).
-func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
-	o := defaultRunOptions(p.Spec)
-	o.variant, o.n, o.alloc, o.concurrency = "p4", n, pr.Alloc.String(), p.Concurrency
-	o.rate, o.arrivals, o.seed = rate, string(arrivals), p.Spec.Seed
-	if p.Transport != "" {
-		o.transport = p.Transport
-	}
-	if p.Mode != "" {
-		o.mode = string(p.Mode)
-	}
+// verifyOptions are the natspipe run options of a P4 run with allocation
+// pr.Alloc, from base (the file's and the environment's, planRunOptions):
+// open loop at rate with rate > 0, else closed loop (the window sized by
+// Little's law).
+func verifyOptions(base runOptions, pr allocplan.Prediction, rate float64, n int, arrivals pipelines.Arrivals) runOptions {
+	o := base
+	o.set, o.from = map[string]bool{}, nil
+	o.variant, o.n, o.alloc = "p4", n, pr.Alloc.String()
+	o.rate, o.load, o.window, o.arrivals = rate, 0, 0, string(arrivals)
 	return o
 }
 
@@ -42,7 +37,7 @@ func verifyOptions(p *pipefile.Pipeline, pr allocplan.Prediction, rate float64, 
 // the prediction's rate (its throughput against the offered rate, its mean
 // latency against the predicted one) and closed loop (its capacity against
 // the bound), and prints them side by side. It returns 1 when a run failed.
-func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline, m allocplan.Model, ps []allocplan.Prediction, n int) int {
+func verify(ctx context.Context, stdout, stderr io.Writer, base runOptions, m allocplan.Model, ps []allocplan.Prediction, n int) int {
 	arrivals := m.Arrivals
 	conn, err := natsconn.FromEnv(nil).Resolve(nil)
 	if err != nil {
@@ -61,7 +56,7 @@ func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline,
 				}
 				rate = pr.Rate
 			}
-			o := verifyOptions(p, pr, rate, n, arrivals)
+			o := verifyOptions(base, pr, rate, n, arrivals)
 			o.nats = conn
 			if err := checkRunOptions(o, o.set); err != nil {
 				fmt.Fprintf(stderr, "natspipe plan: -verify %s: %v\n", pr.Alloc, err)
@@ -80,7 +75,7 @@ func verify(ctx context.Context, stdout, stderr io.Writer, p *pipefile.Pipeline,
 		}
 		runs = append(runs, v)
 	}
-	o0 := verifyOptions(p, ps[0], 0, n, arrivals)
+	o0 := verifyOptions(base, ps[0], 0, n, arrivals)
 	fmt.Fprintf(stdout, "\nverified: P4 over %s, %d messages a run\n", o0.transport, n)
 	fmt.Fprintf(stdout, "open loop at the rate above, %s arrivals: under capacity the model's throughput is the arrival rate, its latency the queueing prediction\n", arrivals)
 	fmt.Fprintln(stdout, "  sent: the source's realised steady rate (a Poisson source's draws stray about 1/sqrt(n) from the offered rate); throughput ratio: measured over sent")
