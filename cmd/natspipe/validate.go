@@ -78,6 +78,18 @@ func checkRunOptions(o runOptions, set map[string]bool) error {
 	if err := pipelines.CheckClockEnv(nil); err != nil {
 		return badInput(err)
 	}
+	// The P3/P4 workers natspipe run starts inherit these; a bad value
+	// would stop each of them before it is ready.
+	if v, ok := os.LookupEnv(worker.EnvLogLevel); ok {
+		if _, err := worker.ParseLogLevel(v); err != nil {
+			return usagef("%s=%q: %v", worker.EnvLogLevel, v, err)
+		}
+	}
+	if v, ok := os.LookupEnv(worker.EnvLogFormat); ok {
+		if _, err := worker.ParseLogFormat(v); err != nil {
+			return usagef("%s=%q: %v", worker.EnvLogFormat, v, err)
+		}
+	}
 	if _, err := variants.Lookup(o.variant); err != nil {
 		return usagef("-variant %q: want %s", o.variant, oneOf(variants.Names()))
 	}
