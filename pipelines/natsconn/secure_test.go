@@ -51,6 +51,10 @@ func twoStages() pipelines.Spec {
 // workers wrote to stderr.
 func roundTrip(t *testing.T, conn natsconn.Config) string {
 	t.Helper()
+	// Every record a worker writes, its ready line with the URL and one a
+	// message, is checked for the secret: the workers (which inherit the
+	// environment) log at debug.
+	t.Setenv(worker.EnvLogLevel, "debug")
 	launcher, err := fleet.Self()
 	if err != nil {
 		t.Fatal(err)
