@@ -347,7 +347,16 @@ func (c *Conn) Setup(ctx context.Context, run transport.Run) error {
 	cfg := StreamConfig(run, c.opts)
 	actx, cancel := c.bounded(ctx)
 	defer cancel()
-	s, err := c.js.CreateOrUpdateStream(actx, cfg)
+	// Create, and update only a stream whose configuration differs (one a
+	// worker created at fewer replicas): the server answers the create of
+	// an identical stream as it is, where an update rewrites the store's
+	// configuration under the consumers that workers may be creating at
+	// that moment (nats-server 2.15.2's fileStore.UpdateConfig against
+	// ConsumerStore, a data race under -race).
+	s, err := c.js.CreateStream(actx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = c.js.UpdateStream(actx, cfg)
+	}
 	if err != nil {
 		if cfg.Replicas > 1 {
 			return fmt.Errorf("js transport: create stream %s with %d replicas on %s (a cluster of at least %d JetStream servers?): %w", cfg.Name, cfg.Replicas, c.server, cfg.Replicas, err)
