@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natspipe/natspipe/internal/benchkit"
 	"github.com/natspipe/natspipe/internal/benchrun"
 	"github.com/natspipe/natspipe/internal/syncbuf"
@@ -242,6 +244,34 @@ func startCLI(t *testing.T, stdout, stderr *syncbuf.Buffer, args ...string) (*ex
 	}
 }
 
+// waitFlowing waits, at most a minute, until n messages of the run have
+// been published on subject (prefix.s2: into S2; prefix.done: back to the
+// sink): it subscribes on the server the run's first stdout line names. A
+// run interrupted before then has not started (its workers may still be
+// starting on a loaded machine), and has no partial result.
+func waitFlowing(t *testing.T, stdout *syncbuf.Buffer, subject string, n int) {
+	t.Helper()
+	m := regexp.MustCompile(`^nats \S+ at (\S+), subjects`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no server line on stdout:\n%s", stdout.String())
+	}
+	nc, err := nats.Connect(m[1], nats.Name("progress_test"))
+	if err != nil {
+		t.Fatalf("connect to the run's server %s: %v", m[1], err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for got := 0; got < n; got++ {
+		if _, err := sub.NextMsg(time.Until(deadline)); err != nil {
+			t.Fatalf("%d of %d messages on %s within a minute: %v", got, n, subject, err)
+		}
+	}
+}
+
 // waitExit waits, at most a minute, for cmd to exit, and returns its
 // exit code.
 func waitExit(t *testing.T, cmd *exec.Cmd) int {
@@ -275,7 +305,7 @@ func TestRunSIGINT(t *testing.T) {
 	var stdout, stderr syncbuf.Buffer
 	cmd, prefix := startCLI(t, &stdout, &stderr, "run", "-variant", "p3", "-durations", "1ms,4ms,1ms,1ms", "-n", "20000",
 		"-trace", dir, "-trace-name", "sigint")
-	time.Sleep(time.Second) // messages flowing
+	waitFlowing(t, &stdout, prefix+".done", 50)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +347,7 @@ func TestRunSecondSIGINT(t *testing.T) {
 	}
 	var stdout, stderr syncbuf.Buffer
 	cmd, prefix := startCLI(t, &stdout, &stderr, "run", "-variant", "p3", "-durations", "1ms,3s,1ms,1ms", "-n", "100")
-	time.Sleep(500 * time.Millisecond) // the first message in S2's 3 s
+	waitFlowing(t, &stdout, prefix+".s2", 1) // the first message in S2's 3 s
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
