@@ -104,10 +104,11 @@ func nodeLossRun(t *testing.T, tr transport.Transport, n int, rc pipelines.RunCo
 // goes down mid-run; the worker reconnects to another node and goes on,
 // and the run completes. What the node held is lost (at-most-once), and
 // the run reports exactly that: every message sent is completed or lost,
-// none both, none twice; the lost ones are exactly those that entered S2
-// and never left it (the spy, on node 0, watches S2's subjects) — the only
-// connection through the dead node was the victim's, so these passed
-// through it; each was sent before the victim was back on node 0 (nothing
+// none both, none twice; every lost one entered S2 and never left it (the
+// spy, on node 0, watches S2's subjects) — the only connection through the
+// dead node was the victim's, so these passed through it, and any other the
+// spy saw vanish completed (the dying node reached S3's node, not the
+// spy's); each was sent before the victim was back on node 0 (nothing
 // sent later can pass the dead node: nodes 0 and 1 drop the victim's
 // interest when their routes to it close); and they are at most the window (the closed loop sends no more until messages
 // complete or are declared lost).
@@ -126,8 +127,24 @@ func TestCoreNodeLoss(t *testing.T) {
 		t.Errorf("completed %d + lost %d != %d (unaccounted %v, unsent %d, duplicates %d, violations %v)",
 			res.Completed, len(res.Lost), n, res.Unaccounted, res.Unsent, res.Duplicates, res.Violations)
 	}
-	if want := out.spy.Vanished(); !slices.Equal(res.Lost, want) {
-		t.Errorf("run reports lost %v; messages that entered S2 and never left: %v", res.Lost, want)
+	// Every lost message entered S2 and never left it, as the spy on node 0
+	// saw. The spy may also miss a forward that did reach S3: the dead node
+	// sends a message over each of its routes in turn, and can die between
+	// S3's node and the spy's; those completed.
+	vanished := out.spy.Vanished()
+	for _, seq := range res.Lost {
+		if !slices.Contains(vanished, seq) {
+			t.Errorf("lost seq %d, which the spy saw leave S2 (or never enter it); entered and never left: %v", seq, vanished)
+		}
+	}
+	for _, seq := range vanished {
+		if !slices.Contains(res.Lost, seq) {
+			if seq >= uint64(len(res.Records)) || !res.Records[seq].Completed() {
+				t.Errorf("seq %d entered S2 and never left, yet is neither lost nor completed", seq)
+				continue
+			}
+			t.Logf("seq %d completed though the spy missed its forward out of S2 (sent by the dead node to S3's node, not to the spy's)", seq)
+		}
 	}
 	for _, seq := range res.Lost {
 		rec := res.Records[seq]
